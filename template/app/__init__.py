@@ -1,0 +1,1 @@
+"""The service: HTTP (`api`), configuration (`core`), persistence (`db`), bodies (`schemas`)."""

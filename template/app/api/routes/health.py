@@ -1,0 +1,70 @@
+"""Health checks for load balancers and orchestrators.
+
+`/health/live` says the process answers (no I/O: restarting it would not help
+if the database is down). `/health/ready` says it can serve: the database
+answers and its schema is at the revision this code expects. `/health` is the
+ready check under the short name.
+"""
+
+import asyncio
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from app.db.session import SessionDep
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+ALEMBIC_INI = Path(__file__).resolve().parents[3] / "alembic.ini"
+READY_TIMEOUT_SECONDS = 2.0
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: str
+
+
+@cache
+def expected_revision() -> str | None:
+    """The migration head of the code, read once from the migration scripts."""
+    return ScriptDirectory.from_config(Config(ALEMBIC_INI)).get_current_head()
+
+
+@router.get("/live")
+async def live() -> Liveness:
+    """The process is up and serving requests."""
+    return Liveness()
+
+
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Readiness}
+}
+
+
+@router.get("", responses=NOT_READY, summary="Ready (alias of /health/ready)")
+@router.get("/ready", responses=NOT_READY)
+async def ready(session: SessionDep, response: Response) -> Readiness:
+    """The database answers and its schema is at the code's migration head."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
+    except Exception as exc:  # noqa: BLE001 (any failure means "not ready", with its reason)
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Readiness(status="unavailable", database=f"unreachable ({type(exc).__name__})")
+    if revision != expected_revision():
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Readiness(
+            status="unavailable",
+            database=f"at revision {revision}, code expects {expected_revision()}: run migrations",
+        )
+    return Readiness(status="ok", database="ok")

@@ -1,0 +1,1 @@
+"""Configuration and cross-cutting services: settings, security, users, e-mail."""

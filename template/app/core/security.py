@@ -1,0 +1,52 @@
+"""Password hashing that keeps the event loop free.
+
+An Argon2 hash or verification costs about 0.1 s of CPU on purpose. fastapi-users
+calls the hasher synchronously inside `async def` handlers, so one login would
+stall every other request on the worker for that long. This helper runs the
+work in a thread: the event loop keeps serving while Argon2 runs.
+"""
+
+import asyncio
+from contextvars import ContextVar
+
+from fastapi_users.password import PasswordHelper
+
+# The hash computed ahead of the library's synchronous `hash()` call, for the
+# current request only (a context variable never leaks across requests).
+_prepared_hash: ContextVar[tuple[str, str] | None] = ContextVar("prepared_hash", default=None)
+
+
+class ThreadedPasswordHelper(PasswordHelper):
+    """fastapi-users' Argon2 helper with thread-offloaded variants of its work."""
+
+    async def prepare_hash(self, password: str) -> None:
+        """Hash `password` in a thread; the next `hash(password)` returns the result.
+
+        The user manager calls this from `validate_password`, which fastapi-users
+        awaits right before it hashes the new password synchronously.
+        """
+        hashed = await asyncio.to_thread(super().hash, password)
+        _prepared_hash.set((password, hashed))
+
+    def hash(self, password: str) -> str:
+        prepared = _prepared_hash.get()
+        if prepared is not None and prepared[0] == password:
+            _prepared_hash.set(None)
+            return prepared[1]
+        return super().hash(password)
+
+    async def verify_and_update_async(
+        self, plain_password: str, hashed_password: str
+    ) -> tuple[bool, str | None]:
+        return await asyncio.to_thread(self.verify_and_update, plain_password, hashed_password)
+
+    async def hash_async(self, password: str) -> str:
+        return await asyncio.to_thread(super().hash, password)
+
+
+password_helper = ThreadedPasswordHelper()
+
+
+def get_password_helper() -> ThreadedPasswordHelper:
+    """Dependency, so that tests can swap in a cheap hasher."""
+    return password_helper

@@ -1,0 +1,1 @@
+"""SQLAlchemy models, one module per table; `app.db.base` imports them all."""

@@ -1,0 +1,1 @@
+"""Pydantic models for request and response bodies, one module per resource."""

@@ -1,0 +1,1 @@
+"""Administrative commands: `uv run python -m commands.<name>`."""
