@@ -1,0 +1,61 @@
+"""/api/health: liveness without I/O, readiness with the database and its revision."""
+
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from app.db.session import get_async_session
+
+
+class TestLive:
+    async def test_is_ok(self, client: AsyncClient) -> None:
+        response = await client.get("/api/health/live")
+
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+
+
+class TestReady:
+    async def test_is_ok_with_a_migrated_database(self, client: AsyncClient) -> None:
+        for url in ("/api/health/ready", "/api/health"):
+            response = await client.get(url)
+            assert response.status_code == 200
+            assert response.json() == {"status": "ok", "database": "ok"}
+
+    async def test_is_503_when_migrations_are_missing(
+        self, client: AsyncClient, session: AsyncSession
+    ) -> None:
+        await session.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+
+        response = await client.get("/api/health/ready")
+
+        assert response.status_code == 503
+        assert response.json()["status"] == "unavailable"
+        assert "at revision older" in response.json()["database"]
+
+    async def test_is_503_when_the_database_is_unreachable(
+        self, client: AsyncClient, app_under_test: FastAPI
+    ) -> None:
+        # Port 9 (discard) on loopback: nothing listens, the connection is refused.
+        unreachable = create_async_engine(
+            "postgresql+asyncpg://nobody@127.0.0.1:9/none", poolclass=NullPool
+        )
+
+        async def session_without_database() -> AsyncIterator[AsyncSession]:
+            async with AsyncSession(unreachable) as session:
+                yield session
+
+        app_under_test.dependency_overrides[get_async_session] = session_without_database
+
+        response = await client.get("/api/health")
+
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "unavailable",
+            "database": "unreachable (ConnectionRefusedError)",
+        }
+        await unreachable.dispose()

@@ -1,0 +1,56 @@
+"""Request size limit and security headers."""
+
+from collections.abc import AsyncIterator
+
+from httpx import AsyncClient
+
+from app.core.config import settings
+
+LIMIT = settings.MAX_REQUEST_BODY_BYTES
+
+
+class TestBodySizeLimit:
+    async def test_declared_oversized_body_is_413(self, client: AsyncClient) -> None:
+        response = await client.post("/api/auth/register", content=b"x" * (LIMIT + 1))
+
+        assert response.status_code == 413
+        assert response.json() == {"detail": f"Request body larger than {LIMIT} bytes"}
+
+    async def test_streamed_oversized_body_is_413(self, client: AsyncClient) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(LIMIT // 65536 + 2):
+                yield b"x" * 65536
+
+        response = await client.post(
+            "/api/auth/register", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+
+        assert response.status_code == 413
+
+    async def test_body_at_the_limit_is_read(self, client: AsyncClient) -> None:
+        response = await client.post(
+            "/api/auth/register",
+            content=b" " * LIMIT,
+            headers={"Content-Type": "application/json"},
+        )
+
+        assert response.status_code == 422
+
+
+class TestSecurityHeaders:
+    async def test_api_responses_forbid_sniffing_framing_and_referrers(
+        self, client: AsyncClient
+    ) -> None:
+        response = await client.get("/api/health/live")
+
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+    async def test_docs_keep_working(self, client: AsyncClient) -> None:
+        response = await client.get("/docs")
+
+        assert response.status_code == 200
+        assert "content-security-policy" not in response.headers
+        assert response.headers["x-content-type-options"] == "nosniff"

@@ -1,0 +1,57 @@
+"""`python -m commands.create_superuser`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from fastapi_users.exceptions import UserAlreadyExists
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands import create_superuser as command
+from tests.factories import DEFAULT_PASSWORD, create_user
+
+
+async def test_creates_an_active_verified_superuser(session: AsyncSession) -> None:
+    user = await command.create_superuser(session, "root@example.com", DEFAULT_PASSWORD)
+
+    assert (user.is_superuser, user.is_active, user.is_verified) == (True, True, True)
+    assert user.hashed_password.startswith("$argon2id$")
+
+
+async def test_refuses_an_existing_email(session: AsyncSession) -> None:
+    existing = await create_user(session)
+
+    with pytest.raises(UserAlreadyExists):
+        await command.create_superuser(session, existing.email, DEFAULT_PASSWORD)
+
+
+@pytest.fixture
+def command_session(session: AsyncSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `main` use the test's session instead of opening its own."""
+
+    @asynccontextmanager
+    async def test_session() -> AsyncIterator[AsyncSession]:
+        yield session
+
+    monkeypatch.setattr(command, "async_session_maker", test_session)
+
+
+@pytest.mark.usefixtures("command_session")
+@pytest.mark.parametrize(
+    ("email", "password", "error"),
+    [
+        ("root@example.com", "short", "Password refused: Password must be at least 8"),
+        ("not-an-email", DEFAULT_PASSWORD, "Invalid input: value is not a valid email address"),
+    ],
+)
+async def test_main_explains_refusals(
+    email: str, password: str, error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await command.main(email, password) == 1
+    assert error in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("command_session")
+async def test_main_reports_the_new_superuser(capsys: pytest.CaptureFixture[str]) -> None:
+    assert await command.main("root@example.com", DEFAULT_PASSWORD) == 0
+    assert "Superuser root@example.com created" in capsys.readouterr().out

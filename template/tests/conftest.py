@@ -1,0 +1,151 @@
+"""Fixtures: one migrated database per run, one rolled-back transaction per test.
+
+Every test runs inside a transaction that is rolled back at its end, so tests
+never see each other's rows and no cleanup code is needed. The application's
+own commits (fastapi-users commits inside its adapter) only release a
+SAVEPOINT within that transaction.
+"""
+
+from collections.abc import AsyncIterator, Iterator
+from email.message import EmailMessage
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import Connection, make_url, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from app.core import email
+from app.core.config import settings
+from app.core.security import get_password_helper
+from app.db.models.user import User
+from app.db.session import get_async_session
+from app.main import app
+from tests.clients import log_in
+from tests.factories import DEFAULT_PASSWORD, cheap_password_helper, create_user
+
+TEST_DATABASE_URL = make_url(settings.database_url)
+
+
+def pytest_report_header() -> str:
+    return f"database: {TEST_DATABASE_URL.render_as_string(hide_password=True)}"
+
+
+async def recreate_database() -> None:
+    """Start every run from an empty database, whatever an interrupted run left."""
+    admin = create_async_engine(
+        TEST_DATABASE_URL.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
+    async with admin.connect() as connection:
+        name = connection.dialect.identifier_preparer.quote(TEST_DATABASE_URL.database or "")
+        await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        await connection.execute(text(f"CREATE DATABASE {name}"))
+    await admin.dispose()
+
+
+def alembic_config(connection: Connection) -> Config:
+    config = Config("alembic.ini")
+    config.attributes["connection"] = connection
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def upgrade_to_head(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+@pytest.fixture(scope="session")
+async def engine() -> AsyncIterator[AsyncEngine]:
+    await recreate_database()
+    # One pooled connection, reused by every test: connecting costs more than most tests.
+    engine = create_async_engine(TEST_DATABASE_URL, pool_size=1, max_overflow=0)
+    async with engine.begin() as connection:
+        await connection.run_sync(upgrade_to_head)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        yield connection
+        await transaction.rollback()
+
+
+@pytest.fixture
+async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    ) as session:
+        yield session
+
+
+def make_client(app: FastAPI) -> AsyncClient:
+    # https: the auth cookie is Secure, and httpx only sends it back over https.
+    return AsyncClient(transport=ASGITransport(app=app), base_url="https://test")
+
+
+@pytest.fixture
+def app_under_test(session: AsyncSession) -> Iterator[FastAPI]:
+    """The app, with every request on the test's session and a cheap password hasher."""
+    app.dependency_overrides[get_async_session] = lambda: session
+    app.dependency_overrides[get_password_helper] = lambda: cheap_password_helper
+    yield app
+    app.dependency_overrides.clear()
+
+
+@pytest.fixture
+async def client(app_under_test: FastAPI) -> AsyncIterator[AsyncClient]:
+    """An anonymous client."""
+    async with make_client(app_under_test) as client:
+        yield client
+
+
+@pytest.fixture
+async def user(session: AsyncSession) -> User:
+    return await create_user(session)
+
+
+@pytest.fixture
+async def superuser(session: AsyncSession) -> User:
+    return await create_user(session, is_superuser=True)
+
+
+@pytest.fixture
+async def user_client(client: AsyncClient, user: User) -> AsyncClient:
+    """`client`, logged in as `user`."""
+    await log_in(client, user.email, DEFAULT_PASSWORD)
+    return client
+
+
+@pytest.fixture
+async def superuser_client(app_under_test: FastAPI, superuser: User) -> AsyncIterator[AsyncClient]:
+    """A second client, logged in as `superuser`, beside `client`."""
+    async with make_client(app_under_test) as client:
+        await log_in(client, superuser.email, DEFAULT_PASSWORD)
+        yield client
+
+
+class Outbox:
+    """The e-mails the app sent during a test (nothing leaves the machine)."""
+
+    def __init__(self) -> None:
+        self._messages: list[EmailMessage] = []
+
+    async def deliver(self, message: EmailMessage) -> None:
+        self._messages.append(message)
+
+    async def messages(self) -> list[EmailMessage]:
+        await email.wait_for_background_sends()
+        return self._messages
+
+
+@pytest.fixture(autouse=True)
+def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
+    outbox = Outbox()
+    monkeypatch.setattr(email, "send_email", outbox.deliver)
+    return outbox
