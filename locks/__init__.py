@@ -1,0 +1,1 @@
+"""Pre-resolved uv.lock files of the rendered projects, one per dependency variant."""
