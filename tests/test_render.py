@@ -23,12 +23,12 @@ OPTIONAL_FILES: dict[str, list[str]] = {
         "app/api/routes/posts.py",
         "app/db/models/post.py",
         "app/schemas/post.py",
-        "tests/api/routes/test_posts.py",
+        "tests/test_posts.py",
     ],
     "oauth_providers": [
         "app/core/oauth.py",
         "app/db/models/oauth_account.py",
-        "tests/api/routes/test_oauth.py",
+        "tests/test_oauth.py",
     ],
     "auth_strategy": ["app/db/models/access_token.py"],
 }

@@ -7,54 +7,25 @@ SAVEPOINT within that transaction.
 """
 
 from collections.abc import AsyncIterator, Iterator
-from email.message import EmailMessage
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import Connection, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from app.core import email
-from app.core.config import settings
 from app.core.security import get_password_helper
 from app.db.models.user import User
 from app.db.session import get_async_session
 from app.main import app
 from tests.clients import log_in
+from tests.database import TEST_DATABASE_URL, recreate_database, upgrade_to_head
 from tests.factories import DEFAULT_PASSWORD, cheap_password_helper, create_user
-
-TEST_DATABASE_URL = make_url(settings.database_url)
+from tests.outbox import Outbox
 
 
 def pytest_report_header() -> str:
     return f"database: {TEST_DATABASE_URL.render_as_string(hide_password=True)}"
-
-
-async def recreate_database() -> None:
-    """Start every run from an empty database, whatever an interrupted run left."""
-    admin = create_async_engine(
-        TEST_DATABASE_URL.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
-    async with admin.connect() as connection:
-        name = connection.dialect.identifier_preparer.quote(TEST_DATABASE_URL.database or "")
-        await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        await connection.execute(text(f"CREATE DATABASE {name}"))
-    await admin.dispose()
-
-
-def alembic_config(connection: Connection) -> Config:
-    config = Config("alembic.ini")
-    config.attributes["connection"] = connection
-    config.attributes["configure_logger"] = False
-    return config
-
-
-def upgrade_to_head(connection: Connection) -> None:
-    command.upgrade(alembic_config(connection), "head")
 
 
 @pytest.fixture(scope="session")
@@ -128,20 +99,6 @@ async def superuser_client(app_under_test: FastAPI, superuser: User) -> AsyncIte
     async with make_client(app_under_test) as client:
         await log_in(client, superuser.email, DEFAULT_PASSWORD)
         yield client
-
-
-class Outbox:
-    """The e-mails the app sent during a test (nothing leaves the machine)."""
-
-    def __init__(self) -> None:
-        self._messages: list[EmailMessage] = []
-
-    async def deliver(self, message: EmailMessage) -> None:
-        self._messages.append(message)
-
-    async def messages(self) -> list[EmailMessage]:
-        await email.wait_for_background_sends()
-        return self._messages
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.base import Base
-from tests.conftest import alembic_config
+from tests.database import alembic_config
 
 
 def differences(connection: Connection) -> list[object]:
