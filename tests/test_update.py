@@ -19,19 +19,24 @@ import pytest
 from copier import run_copy
 
 from hooks.linear_migrations import VERSIONS, parse_revision
+from locks.relock import relock
 from tests.conftest import Databases, Project, fresh_databases, git, project_env, snapshot_template
 from tests.update_scenario import (
     ANSWERS,
     AUDIT_MIGRATION_NAME,
+    DEPENDENCY_VERSION,
+    LOCK_VARIANT,
     NEW_VERSION,
     OLD_VERSION,
     RETENTION_SETTING,
+    TEMPLATE_DEPENDENCY,
     TEMPLATE_HEALTH_TAGS,
     USER_DEPENDENCY,
     USER_HEALTH_TAGS,
     USER_LOGIN_LIFETIME,
     USER_MODEL,
     USER_PAGE_SIZE,
+    add_dependency,
     change_project,
     next_release,
     tag,
@@ -66,6 +71,18 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     next_release(repository)
     tag(repository, NEW_VERSION)
     return repository
+
+
+@pytest.fixture(scope="module")
+def dependency_release(releases: Path) -> str:
+    """0.1.1, branched from 0.1.0: one more dependency, and the lock resolved again."""
+    git(releases, "checkout", "-q", "-b", "dependencies", OLD_VERSION)
+    add_dependency(releases)
+    git(releases, "commit", "-q", "-am", "Add a dependency")
+    relock(LOCK_VARIANT, upgrade=False, root=releases)
+    tag(releases, DEPENDENCY_VERSION)
+    git(releases, "checkout", "-q", "main")
+    return DEPENDENCY_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +270,33 @@ def test_turning_an_option_on_adds_exactly_its_files(
     )
     for name in ["README.md", *docker_files]:
         assert (project.path / name).read_text() == (fresh / name).read_text(), name
+
+
+def test_when_both_sides_changed_dependencies_the_readme_recipe_relocks(
+    changed_project: ChangedProject, dependency_release: str, tmp_path: Path
+) -> None:
+    project = clone(changed_project, tmp_path / "project")
+
+    result = copier(project, "update", "--trust", "--defaults", "--vcs-ref", dependency_release)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    pyproject = (project.path / "pyproject.toml").read_text()
+    assert f'"{USER_DEPENDENCY}>=' in pyproject
+    assert f'"{TEMPLATE_DEPENDENCY}>=' in pyproject
+    assert not MARKER.search(pyproject)
+    # Both changed the project's own entry of the lock: it conflicts, and the update says so.
+    assert "UU uv.lock" in status(project)
+    assert "  uv.lock  (conflict markers inline)" in output
+    # The README's recipe: the project's own lock, resolved again for the merged pyproject.toml.
+    git(project.path, "checkout", "HEAD", "--", "uv.lock")
+    project.run("uv", "lock")
+    project.run("uv", "sync", "--locked")
+    lock = (project.path / "uv.lock").read_text()
+    own = lock[lock.index('name = "billing-api"') :]
+    own = own[: own.index("\n[[package]]") if "\n[[package]]" in own else len(own)]
+    assert f'{{ name = "{USER_DEPENDENCY}" }}' in own
+    assert f'{{ name = "{TEMPLATE_DEPENDENCY}" }}' in own
 
 
 def snapshot(project: Project) -> tuple[str, str, str]:

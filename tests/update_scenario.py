@@ -19,15 +19,15 @@ from tests.conftest import git
 
 OLD_VERSION = "0.1.0"
 NEW_VERSION = "0.2.0"
+# A patch release of the old version that only adds a dependency.
+DEPENDENCY_VERSION = "0.1.1"
 
+# The answers that choose the project's pre-resolved lock (locks/).
+LOCK_VARIANT = {"python_version": "3.12", "oauth_providers": [], "email_backend": "console"}
 # Answers of the project rendered from the old version: no Docker (the answer
 # that an update later turns on), and a non-default value for the question
 # the new version renames, so that losing it on the way would show.
-ANSWERS = {
-    "project_name": "Billing API",
-    "docker": False,
-    "email_backend": "console",
-}
+ANSWERS = {"project_name": "Billing API", "docker": False, **LOCK_VARIANT}
 
 AUDIT_MODEL = '''"""Audit events: what happened, kept for AUDIT_RETENTION_DAYS."""
 
@@ -111,6 +111,7 @@ class Tag(Base):
 USER_LOGIN_LIFETIME = "ACCESS_TOKEN_EXPIRE_SECONDS: int = Field(default=900, gt=0)"
 USER_PAGE_SIZE = "limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,"
 USER_DEPENDENCY = "anyio"
+TEMPLATE_DEPENDENCY = "python-dotenv"
 
 
 def replace_once(path: Path, old: str, new: str) -> None:
@@ -167,6 +168,16 @@ def next_release(template: Path) -> None:
     # Copier keeps every recorded answer in the context of the questions, the
     # ones no question asks any more too: the new question defaults to the old answer.
     replace_once(copier_yml, "  default: smtp\n", RENAMED_DEFAULT)
+
+
+def add_dependency(template: Path) -> None:
+    """The dependency release's change: one more runtime dependency (its locks are not redone)."""
+    pyproject = template / "template/pyproject.toml.jinja"
+    text = pyproject.read_text()
+    anchor = re.search(r'^    "pydantic-settings>=.*\n', text, flags=re.MULTILINE)
+    assert anchor, f"{pyproject}: no pydantic-settings dependency to add a line after"
+    line = f'    "{TEMPLATE_DEPENDENCY}>=1",\n'
+    pyproject.write_text(text[: anchor.end()] + line + text[anchor.end() :])
 
 
 def change_project(project: Path) -> None:
