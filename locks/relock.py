@@ -23,7 +23,6 @@ from pathlib import Path
 from copier import run_copy
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCKS = ROOT / "locks"
 PLACEHOLDER_SLUG = "lock-placeholder"
 PYTHON_VERSIONS = ("3.12", "3.13")
 EMAIL_BACKENDS = ("smtp", "console")
@@ -44,11 +43,12 @@ def variant_name(answers: dict[str, object]) -> str:
     return f"py{answers['python_version']}{oauth}-{answers['email_backend']}"
 
 
-def relock(answers: dict[str, object], upgrade: bool) -> Path:
+def relock(answers: dict[str, object], upgrade: bool, root: Path = ROOT) -> Path:
+    """Lock the variant of `answers` again in the template at `root` (this one by default)."""
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / PLACEHOLDER_SLUG
         run_copy(
-            str(ROOT),
+            str(root),
             project,
             data={"project_name": PLACEHOLDER_SLUG, **answers},
             defaults=True,
@@ -56,7 +56,7 @@ def relock(answers: dict[str, object], upgrade: bool) -> Path:
             exclude=["uv.lock"],
             quiet=True,
         )
-        previous = LOCKS / f"{variant_name(answers)}.lock"
+        previous = root / "locks" / f"{variant_name(answers)}.lock"
         if previous.exists() and not upgrade:
             # Keep every version that still satisfies the requirements.
             (project / "uv.lock").write_text(to_rendered(previous.read_text()))

@@ -9,6 +9,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,17 +151,27 @@ class Databases:
     test_url: str
 
 
-@pytest.fixture
-def databases() -> Iterator[Databases]:
+@contextmanager
+def fresh_databases() -> Iterator[Databases]:
     """A fresh database (and the name of its test twin) on the PostgreSQL server under test."""
     name = f"tpl_{secrets.token_hex(4)}"
     admin = psycopg.conninfo.conninfo_to_dict(POSTGRES_URL.replace("+asyncpg", ""))
     base = POSTGRES_URL.rsplit("/", 1)[0]
     with psycopg.connect(**admin, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield Databases(url=f"{base}/{name}", test_url=f"{base}/{name}_test")
-    with psycopg.connect(**admin, autocommit=True) as connection:
-        for database in (name, f"{name}_test"):
-            connection.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
+    try:
+        yield Databases(url=f"{base}/{name}", test_url=f"{base}/{name}_test")
+    finally:
+        with psycopg.connect(**admin, autocommit=True) as connection:
+            for database in (name, f"{name}_test"):
+                connection.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(database)
+                    )
+                )
+
+
+@pytest.fixture
+def databases() -> Iterator[Databases]:
+    with fresh_databases() as created:
+        yield created

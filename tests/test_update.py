@@ -1,0 +1,366 @@
+"""`copier update` brings a release into a project without losing any change of its own.
+
+A git repository of the template holds the releases: 0.1.0 is the working
+tree, 0.2.0 the working tree plus the next release of `tests/update_scenario.py`
+(and, for the test about dependencies only, 0.1.1: 0.1.0 plus a dependency).
+A project rendered from 0.1.0, committed, and changed the way teams change
+their services (with a database migrated to its own head) is updated with the
+`copier` commands the README gives, then checked file by file and by its gates.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from copier import run_copy
+
+from hooks.linear_migrations import VERSIONS, parse_revision
+from locks.relock import relock
+from tests.conftest import Databases, Project, fresh_databases, git, project_env, snapshot_template
+from tests.update_scenario import (
+    ANSWERS,
+    AUDIT_MIGRATION_NAME,
+    DEPENDENCY_VERSION,
+    LOCK_VARIANT,
+    NEW_VERSION,
+    OLD_VERSION,
+    RETENTION_SETTING,
+    TEMPLATE_DEPENDENCY,
+    TEMPLATE_HEALTH_TAGS,
+    USER_DEPENDENCY,
+    USER_HEALTH_TAGS,
+    USER_LOGIN_LIFETIME,
+    USER_MODEL,
+    USER_PAGE_SIZE,
+    add_dependency,
+    change_project,
+    next_release,
+    tag,
+)
+
+COPIER = str(Path(sys.executable).parent / "copier")
+HEALTH = "app/api/routes/health.py"
+MARKER = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
+# What the update to the next release changes in the changed project, and
+# nothing else: `git status --porcelain` lines.
+RELEASE_CHANGES = {
+    " M .copier-answers.yml",
+    " M app/core/config.py",
+    " M app/db/base.py",
+    f"?? {VERSIONS}/{AUDIT_MIGRATION_NAME}",
+    "?? app/db/models/audit_event.py",
+}
+
+
+@dataclass(frozen=True)
+class ChangedProject:
+    """A committed project with its own changes, and the revision of its own migration."""
+
+    path: Path
+    revision: str
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repository = snapshot_template(tmp_path_factory.mktemp("releases"))
+    git(repository, "tag", OLD_VERSION)
+    next_release(repository)
+    tag(repository, NEW_VERSION)
+    return repository
+
+
+@pytest.fixture(scope="module")
+def dependency_release(releases: Path) -> str:
+    """0.1.1, branched from 0.1.0: one more dependency, and the lock resolved again."""
+    git(releases, "checkout", "-q", "-b", "dependencies", OLD_VERSION)
+    add_dependency(releases)
+    git(releases, "commit", "-q", "-am", "Add a dependency")
+    relock(LOCK_VARIANT, upgrade=False, root=releases)
+    tag(releases, DEPENDENCY_VERSION)
+    git(releases, "checkout", "-q", "main")
+    return DEPENDENCY_VERSION
+
+
+@pytest.fixture(scope="module")
+def changed_project(releases: Path, tmp_path_factory: pytest.TempPathFactory) -> ChangedProject:
+    path = tmp_path_factory.mktemp("changed") / "project"
+    run_copy(str(releases), path, data=ANSWERS, defaults=True, vcs_ref=OLD_VERSION, quiet=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "Generated from the template")
+    project = Project(path, ANSWERS)
+    change_project(path)
+    project.run("uv", "add", USER_DEPENDENCY)
+    with fresh_databases() as database:
+        env = {"DATABASE_URL": database.url}
+        project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=env)
+        project.run(
+            "uv", "run", "--locked", "alembic", "revision", "--autogenerate", "-m", "tags", env=env
+        )
+    (migration,) = (path / VERSIONS).glob("*_tags.py")
+    parsed = parse_revision(migration.read_text())
+    assert parsed is not None
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "Our own changes")
+    return ChangedProject(path, parsed[0])
+
+
+def clone(changed: ChangedProject, destination: Path) -> Project:
+    """A working copy of the changed project, with its (git-ignored) settings."""
+    git(destination.parent, "clone", "-q", str(changed.path), destination.name)
+    shutil.copy2(changed.path / ".env", destination / ".env")
+    return Project(destination, ANSWERS)
+
+
+def copier(project: Project, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COPIER, *arguments],
+        cwd=project.path,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def status(project: Project) -> set[str]:
+    return set(git(project.path, "status", "--porcelain", "--untracked-files=all").splitlines())
+
+
+def files_with_markers(project: Project) -> list[str]:
+    return [
+        str(path.relative_to(project.path))
+        for path in project.files()
+        if MARKER.search(path.read_text(errors="replace"))
+    ]
+
+
+def test_update_keeps_every_change_brings_the_release_and_passes_the_gates(
+    changed_project: ChangedProject, tmp_path: Path, databases: Databases
+) -> None:
+    project = clone(changed_project, tmp_path / "project")
+    database = {"DATABASE_URL": databases.url, "TEST_DATABASE_URL": databases.test_url}
+    # The project's database, as deployed: at the project's own latest migration.
+    project.run("uv", "sync", "--locked")
+    project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=database)
+    committed_lock = (project.path / "uv.lock").read_text()
+
+    result = copier(project, "update", "--trust", "--defaults")
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    path = project.path
+    # 1. Every change of the project's own is still there.
+    assert USER_PAGE_SIZE in (path / "app/api/routes/posts.py").read_text()
+    assert USER_LOGIN_LIFETIME in (path / "app/core/config.py").read_text()
+    assert (path / "app/db/models/tag.py").read_text() == USER_MODEL
+    assert "from app.db.models.tag import Tag\n" in (path / "app/db/base.py").read_text()
+    assert f'"{USER_DEPENDENCY}>=' in (path / "pyproject.toml").read_text()
+    assert (path / "uv.lock").read_text() == committed_lock
+    assert not (path / ".pre-commit-config.yaml").exists()
+    # 2. The release arrived: its table, revised on the project's own migration.
+    assert (path / "app/db/models/audit_event.py").exists()
+    assert (
+        "from app.db.models.audit_event import AuditEvent\n"
+        in (path / "app/db/base.py").read_text()
+    )
+    assert RETENTION_SETTING in (path / "app/core/config.py").read_text()
+    migration = (path / VERSIONS / AUDIT_MIGRATION_NAME).read_text()
+    assert parse_revision(migration) == ("0002", (changed_project.revision,))
+    assert f"now follows your migration {changed_project.revision}" in output
+    answers = (path / ".copier-answers.yml").read_text()
+    assert f"_commit: {NEW_VERSION}\n" in answers
+    assert "mail_backend: console\n" in answers  # renamed, the old answer kept
+    assert "email_backend" not in answers
+    assert "pre_commit" not in answers  # removed
+    # 3. Only the line both sides changed conflicts: marked inline, reported, nothing else touched.
+    assert status(project) == RELEASE_CHANGES | {f"UU {HEALTH}"}
+    assert files_with_markers(project) == [HEALTH]
+    conflict = (path / HEALTH).read_text()
+    assert (
+        f'<<<<<<< before updating\nrouter = APIRouter(prefix="/health", {USER_HEALTH_TAGS})\n'
+        in conflict
+    )
+    assert (
+        f'=======\nrouter = APIRouter(prefix="/health", {TEMPLATE_HEALTH_TAGS})\n>>>>>>>'
+        in conflict
+    )
+    assert f"  {HEALTH}  (conflict markers inline)" in output
+
+    # Resolved as the README says: keep the project's side.
+    git(path, "checkout", "--ours", "--", HEALTH)
+    git(path, "add", HEALTH)
+    assert USER_HEALTH_TAGS in (path / HEALTH).read_text()
+
+    # 4. The gates of the updated project, on the database that was at the project's head.
+    project.run("uv", "sync", "--locked")
+    project.run("uv", "run", "--locked", "ruff", "check", ".")
+    project.run("uv", "run", "--locked", "ruff", "format", "--check", ".")
+    project.run("uv", "run", "--locked", "mypy")  # strict, app included
+    upgrade = project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=database)
+    assert f"Running upgrade {changed_project.revision} -> 0002" in upgrade
+    assert project.run("uv", "run", "--locked", "alembic", "heads").split() == ["0002", "(head)"]
+    project.run("uv", "run", "--locked", "alembic", "check", env=database)
+    # The suite migrates its own database from nothing, and down and up again.
+    suite = project.run("uv", "run", "--locked", "pytest", env=database)
+    assert " passed" in suite
+    assert " failed" not in suite
+
+
+def test_with_conflict_rej_the_overlap_is_left_in_a_rej_file(
+    changed_project: ChangedProject, tmp_path: Path
+) -> None:
+    project = clone(changed_project, tmp_path / "project")
+
+    result = copier(
+        project,
+        *("update", "--trust", "--defaults", "--vcs-ref", NEW_VERSION),
+        *("--conflict", "rej", "--context-lines", "1"),
+    )
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert status(project) == RELEASE_CHANGES | {f" M {HEALTH}", f"?? {HEALTH}.rej"}
+    assert files_with_markers(project) == []
+    # The file takes the template's line; the project's own waits in the .rej file.
+    assert TEMPLATE_HEALTH_TAGS in (project.path / HEALTH).read_text()
+    rejected = (project.path / f"{HEALTH}.rej").read_text()
+    assert f'+router = APIRouter(prefix="/health", {USER_HEALTH_TAGS})\n' in rejected
+    assert f"  {HEALTH}.rej  (the hunks of yours that did not apply)" in output
+    assert USER_LOGIN_LIFETIME in (project.path / "app/core/config.py").read_text()
+
+
+def test_turning_an_option_on_adds_exactly_its_files(
+    releases: Path, changed_project: ChangedProject, tmp_path: Path
+) -> None:
+    project = clone(changed_project, tmp_path / "project")
+
+    result = copier(
+        project,
+        *("update", "--trust", "--defaults", "--vcs-ref", ":current:"),
+        *("--data", "docker=true"),
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    docker_files = ["Dockerfile", "docker-compose-dev.yml", ".dockerignore"]
+    # The README gains its Docker section; nothing else changes.
+    assert status(project) == {
+        " M .copier-answers.yml",
+        " M README.md",
+        *(f"?? {name}" for name in docker_files),
+    }
+    assert "docker: true\n" in (project.path / ".copier-answers.yml").read_text()
+    fresh = tmp_path / "fresh"
+    run_copy(
+        str(releases),
+        fresh,
+        data={**ANSWERS, "docker": True},
+        defaults=True,
+        vcs_ref=OLD_VERSION,
+        quiet=True,
+    )
+    for name in ["README.md", *docker_files]:
+        assert (project.path / name).read_text() == (fresh / name).read_text(), name
+
+
+def test_when_both_sides_changed_dependencies_the_readme_recipe_relocks(
+    changed_project: ChangedProject, dependency_release: str, tmp_path: Path
+) -> None:
+    project = clone(changed_project, tmp_path / "project")
+
+    result = copier(project, "update", "--trust", "--defaults", "--vcs-ref", dependency_release)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    pyproject = (project.path / "pyproject.toml").read_text()
+    assert f'"{USER_DEPENDENCY}>=' in pyproject
+    assert f'"{TEMPLATE_DEPENDENCY}>=' in pyproject
+    assert not MARKER.search(pyproject)
+    # Both changed the project's own entry of the lock: it conflicts, and the update says so.
+    assert "UU uv.lock" in status(project)
+    assert "  uv.lock  (conflict markers inline)" in output
+    # The README's recipe: the project's own lock, resolved again for the merged pyproject.toml.
+    git(project.path, "checkout", "HEAD", "--", "uv.lock")
+    project.run("uv", "lock")
+    project.run("uv", "sync", "--locked")
+    packages = tomllib.loads((project.path / "uv.lock").read_text())["package"]
+    (own,) = (package for package in packages if package["name"] == "billing-api")
+    dependencies = {dependency["name"] for dependency in own["dependencies"]}
+    assert {USER_DEPENDENCY, TEMPLATE_DEPENDENCY} <= dependencies
+
+
+def snapshot(project: Project) -> tuple[str, str, str]:
+    """The commit, the status and the uncommitted changes: all an update could disturb."""
+    return (
+        git(project.path, "rev-parse", "HEAD"),
+        git(project.path, "status", "--porcelain", "--untracked-files=all"),
+        git(project.path, "diff", "HEAD"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "dirty", "message"),
+    [
+        (
+            ["--trust", "--defaults"],
+            True,
+            "Destination repository is dirty; cannot continue",
+        ),
+        (
+            ["--trust", "--defaults", "--vcs-ref", "9.9.9"],
+            False,
+            "Unknown revision: '9.9.9'",
+        ),
+        (
+            ["--trust", "--defaults", "--data", "author_email=not-an-email"],
+            False,
+            'author_email must be an e-mail address such as "team@example.com"',
+        ),
+        (
+            ["--defaults"],
+            False,
+            "Template uses potentially unsafe feature: migrations",
+        ),
+    ],
+    ids=["dirty working tree", "unknown version", "bad answer", "without --trust"],
+)
+def test_a_failed_update_says_why_and_leaves_the_project_as_it_was(
+    changed_project: ChangedProject,
+    tmp_path: Path,
+    arguments: list[str],
+    dirty: bool,
+    message: str,
+) -> None:
+    project = clone(changed_project, tmp_path / "project")
+    if dirty:
+        with (project.path / "README.md").open("a") as readme:
+            readme.write("Work in progress.\n")
+    before = snapshot(project)
+
+    result = copier(project, "update", *arguments)
+
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert snapshot(project) == before
+
+
+def test_check_update_reports_the_new_release(
+    changed_project: ChangedProject, tmp_path: Path
+) -> None:
+    project = clone(changed_project, tmp_path / "project")
+
+    result = copier(project, "check-update", "--output-format", "json")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == {
+        "update_available": True,
+        "current_version": OLD_VERSION,
+        "latest_version": NEW_VERSION,
+    }
