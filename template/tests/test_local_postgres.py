@@ -202,7 +202,7 @@ class TestErrors:
             local_postgres.runnable_major_version(tmp_path)
 
         assert reason in str(error.value)
-        assert "Set DATABASE_URL" in str(error.value)
+        assert "Point DATABASE_URL" in str(error.value)
 
     def test_a_missing_package_is_explained(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -33,7 +33,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = PROJECT_ROOT / ".data" / "postgres"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
-INSTEAD = "Set DATABASE_URL to a PostgreSQL 15+ server instead (see .env.example)."
+INSTEAD = (
+    "Point DATABASE_URL (for the tests, TEST_DATABASE_URL) at a PostgreSQL 15+ server instead."
+)
 
 
 class LocalPostgresError(RuntimeError):
