@@ -15,8 +15,8 @@ import subprocess
 import tempfile
 import warnings
 from collections.abc import Collection, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -45,11 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("TEST_DATABASE_URL"):
         origin = "TEST_DATABASE_URL"
     else:
-        # Not under pytest's temporary root, which every pytest session (each
-        # rendered project's suite) closes to other users: as root, PostgreSQL
-        # runs as an unprivileged user.
-        folder = Path(tempfile.mkdtemp(prefix="template-tests-postgres-")).resolve()
-        config.add_cleanup(partial(shutil.rmtree, folder, ignore_errors=True))
+        folders = ExitStack()
+        config.add_cleanup(folders.close)
+        folder = folders.enter_context(outside_pytest_tmp("template-tests-postgres-"))
         try:
             os.environ["TEST_DATABASE_URL"] = start_embedded_postgres(folder, config)
         except (ImportError, OSError, subprocess.SubprocessError) as exc:
@@ -68,6 +66,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"database: {config.stash[DATABASE_UNDER_TEST]}"
+
+
+@contextmanager
+def outside_pytest_tmp(prefix: str) -> Iterator[Path]:
+    """A temporary folder for embedded PostgreSQL servers and the virtualenvs that run them.
+
+    Not under pytest's temporary root: as root, PostgreSQL runs as an
+    unprivileged user, to whom embedded-postgres opens the folders above its
+    data and binaries, and every pytest session (each rendered project's suite)
+    closes that root to other users again.
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield Path(folder).resolve()
 
 
 def start_embedded_postgres(folder: Path, config: pytest.Config) -> str:
@@ -195,21 +206,22 @@ class Project:
 class Renders(dict[str, Project]):
     """Rendered projects by combination name, each rendered on first use."""
 
-    def __init__(self, template: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    def __init__(self, template: Path, folder: Path) -> None:
         super().__init__()
         self.template = template
-        self.tmp_path_factory = tmp_path_factory
+        self.folder = folder
 
     def __missing__(self, combination: str) -> Project:
         answers = answers_for(combination)
-        path = self.tmp_path_factory.mktemp(combination) / "project"
+        path = self.folder / combination / "project"
         self[combination] = Project(render(self.template, path, answers), answers)
         return self[combination]
 
 
 @pytest.fixture(scope="session")
-def rendered(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Renders:
-    return Renders(template, tmp_path_factory)
+def rendered(template: Path) -> Iterator[Renders]:
+    with outside_pytest_tmp("template-renders-") as folder:
+        yield Renders(template, folder)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from tests.conftest import Project, project_env, render
+from tests.conftest import Project, outside_pytest_tmp, project_env, render
 from tests.matrix import answers_for
 
 # What a fresh machine does not have: the service and its suite find their own database.
@@ -34,14 +33,10 @@ EMAIL, PASSWORD = "first.user@example.com", "correct-Horse-battery-9"
 
 @pytest.fixture(scope="module")
 def project(template: Path) -> Iterator[Project]:
-    """The default render, in a folder of its own, its local PostgreSQL stopped at the end.
-
-    Not under pytest's temporary root: as root, PostgreSQL runs as an
-    unprivileged user, and every pytest session closes that root to others.
-    """
+    """The default render, in a folder of its own, its local PostgreSQL stopped at the end."""
     answers = answers_for("defaults")
-    with tempfile.TemporaryDirectory(prefix="fresh-machine-") as folder:
-        project = Project(render(template, Path(folder) / "project", answers), answers)
+    with outside_pytest_tmp("fresh-machine-") as folder:
+        project = Project(render(template, folder / "project", answers), answers)
         try:
             yield project
         finally:
