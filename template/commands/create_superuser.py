@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.security import password_helper
 from app.core.users import get_user_db, get_user_manager
+from app.db import base as all_models  # noqa: F401 (User's relationships name the other models)
 from app.db.models.user import User
 from app.db.session import async_session_maker, engine
 from app.schemas.user import UserCreate

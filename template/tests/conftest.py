@@ -14,7 +14,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 from app.core import email
-from app.core.security import get_password_helper
+from app.core.security import ThreadedPasswordHelper, get_password_helper
 from app.db.models.user import User
 from app.db.session import get_async_session
 from app.main import app
@@ -58,9 +58,19 @@ def make_client(app: FastAPI) -> AsyncClient:
 
 @pytest.fixture
 def app_under_test(session: AsyncSession) -> Iterator[FastAPI]:
-    """The app, with every request on the test's session and a cheap password hasher."""
-    app.dependency_overrides[get_async_session] = lambda: session
-    app.dependency_overrides[get_password_helper] = lambda: cheap_password_helper
+    """The app, with every request on the test's session and a cheap password hasher.
+
+    The overrides are `async def`: FastAPI would run lambdas in its thread pool.
+    """
+
+    async def test_session() -> AsyncSession:
+        return session
+
+    async def test_password_helper() -> ThreadedPasswordHelper:
+        return cheap_password_helper
+
+    app.dependency_overrides[get_async_session] = test_session
+    app.dependency_overrides[get_password_helper] = test_password_helper
     yield app
     app.dependency_overrides.clear()
 
