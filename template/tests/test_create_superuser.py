@@ -1,5 +1,8 @@
 """`python -m commands.create_superuser`."""
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,6 +11,7 @@ from argon2 import DEFAULT_MEMORY_COST, DEFAULT_PARALLELISM, DEFAULT_TIME_COST
 from fastapi_users.exceptions import UserAlreadyExists
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import settings
 from commands import create_superuser as command
 from tests.factories import DEFAULT_PASSWORD, cheap_password_helper, create_user
 
@@ -65,3 +69,20 @@ async def test_main_explains_refusals(
 async def test_main_reports_the_new_superuser(capsys: pytest.CaptureFixture[str]) -> None:
     assert await command.main("root@example.com", DEFAULT_PASSWORD) == 0
     assert "Superuser root@example.com created" in capsys.readouterr().out
+
+
+def test_its_imports_map_every_model() -> None:
+    """In a process of its own, where only the command's imports ran (not the app's)."""
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import commands.create_superuser; "
+            "from sqlalchemy.orm import configure_mappers; configure_mappers()",
+        ],
+        env={**os.environ, "TEST_DATABASE_URL": settings.database_url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
