@@ -117,8 +117,8 @@ def measure_serving(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        load.wrk_path()
         database_version = connect(server_url())
+        load.wrk_path()
     except (load.WrkMissingError, DatabaseUnreachableError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
