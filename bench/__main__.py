@@ -95,16 +95,16 @@ def measure_projects(template: Path, folder: Path, runs: int, results: Results) 
         results.add("Rendered suite: pytest's time per test", "ms", suite.ms_per_test)
 
 
-def measure_serving(
-    template: Path, folder: Path, args: argparse.Namespace, results: Results
-) -> None:
+def measure_serving(folder: Path, args: argparse.Namespace, results: Results) -> None:
     options = Options(
         seconds=args.seconds,
         warmup_seconds=args.warmup,
         threads=args.threads,
         connections=args.connections,
     )
-    configurations = [("1 worker", 1), (f"{production_workers()} workers", production_workers())]
+    configurations = [("1 worker", 1)]
+    if production_workers() > 1:
+        configurations.append((f"{production_workers()} workers", production_workers()))
     with fresh_databases() as databases:
         serving = Serving(folder / "serving", databases, folder / "server.log")
         serving.prepare()
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         project.render_cli(template, folder / "serving")
         project.sync(folder / "serving")
         measure_projects(template, folder, args.runs, results)
-        measure_serving(template, folder, args, results)
+        measure_serving(folder, args, results)
     if not args.no_matrix:
         progress("the template's rendering matrix (one run)")
         results.add(

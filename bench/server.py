@@ -121,12 +121,16 @@ def serve(
         _stop(process)
 
 
+def log_tail(log: Path, lines: int = 30) -> str:
+    """The end of the server's log, for error messages: the log's folder is temporary."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{tail}")
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{log_tail(log)}")
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(f"{base_url}/api/health", timeout=2).status_code == httpx.codes.OK:
                 return

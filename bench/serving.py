@@ -12,7 +12,7 @@ from bench import load
 from bench.database import connections_opened
 from bench.load import Load, LoadResult, Request
 from bench.project import run
-from bench.server import PeakMemory, serve
+from bench.server import PeakMemory, log_tail, serve
 from bench.stats import Results
 from tests.conftest import Databases, project_env
 
@@ -167,7 +167,8 @@ class Measured:
         if result.failed:
             raise RuntimeError(
                 f"{self.name}: {scenario.label} failed {result.failed} of {result.requests} "
-                f"requests (wrk: {result.raw['errors']}); see {self.serving.log}"
+                f"requests (wrk: {result.raw['errors']}); the server's log ends:\n"
+                + log_tail(self.serving.log)
             )
 
     def login_alone(self) -> None:
