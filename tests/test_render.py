@@ -165,11 +165,19 @@ def test_github_workflows_match_githubs_schema(project: Project) -> None:
 
 def zizmor_findings(*paths: Path) -> list[str]:
     """zizmor's offline audits, as its default ("regular") persona reports them."""
-    report = check(tool("zizmor"), "--offline", "--format", "json", *map(str, paths))
-    return [
-        f"{finding['ident']}: {finding['locations'][0]['symbolic']['key']}"
-        for finding in json.loads(report)
+    result = subprocess.run(
+        [tool("zizmor"), "--offline", "--format", "json", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    findings = [
+        f"{finding['ident']}: {finding['desc']} "
+        f"({finding['locations'][0]['concrete']['feature'].splitlines()[0]})"
+        for finding in json.loads(result.stdout)
     ]
+    assert findings or result.returncode == 0, result.stderr
+    return findings
 
 
 def test_github_workflows_have_no_zizmor_findings(project: Project) -> None:
