@@ -50,7 +50,9 @@ def test_rendered_project_passes_its_database_gates(
     assert " failed" not in output
 
 
-def test_pre_commit_hooks_pass_on_a_fresh_project(rendered: Renders, tmp_path: Path) -> None:
+def test_pre_commit_hooks_pass_on_a_fresh_defaults_project(
+    rendered: Renders, tmp_path: Path
+) -> None:
     """`pre-commit run --all-files` in a new git repository of the defaults' render, offline."""
     render = rendered["defaults"]
     project = Project(tmp_path / "project", render.answers)

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -228,6 +229,23 @@ def test_ci_runs_every_gate_on_postgresql(project: Project) -> None:
     assert "--health-cmd" in postgres["options"]
     setup_uv = next(step for step in job["steps"] if "setup-uv" in step.get("uses", ""))
     assert setup_uv["with"]["enable-cache"] is True
+
+
+def test_update_workflow_grants_each_job_only_what_it_needs(project: Project) -> None:
+    if not enabled(project, "ci"):
+        return
+    workflow = yaml.safe_load((project.path / ".github/workflows/template-update.yml").read_text())
+    jobs = workflow["jobs"]
+
+    assert workflow["permissions"] == {}
+    assert {name: job["permissions"] for name, job in jobs.items()} == {
+        "update": {"contents": "write"},
+        "gates": {"contents": "read"},
+        "pull-request": {"pull-requests": "write"},
+    }
+    assert jobs["gates"]["uses"] == "$/.github/workflows/ci.yml"
+    # The Copier release this template's own tests run.
+    assert jobs["update"]["env"]["COPIER_VERSION"] == version("copier")
 
 
 def test_dockerfile_passes_hadolint(project: Project) -> None:
