@@ -241,7 +241,7 @@ def test_update_workflow_grants_each_job_only_what_it_needs(project: Project) ->
     assert {name: job["permissions"] for name, job in jobs.items()} == {
         "update": {"contents": "write"},
         "gates": {"contents": "read"},
-        "pull-request": {"pull-requests": "write"},
+        "pull-request": {"contents": "read", "pull-requests": "write"},
     }
     assert jobs["gates"]["uses"] == "$/.github/workflows/ci.yml"
     # The Copier release this template's own tests run.
