@@ -23,12 +23,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordRequestForm
-from starlette.routing import BaseRoute
 from fastapi_users.openapi import OpenAPIResponseType
 from fastapi_users.router.common import ErrorCode, ErrorModel
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from starlette.routing import BaseRoute
 
 from app.core.config import settings
 
