@@ -95,8 +95,9 @@ class TestConcurrentAttempts:
 
         # Three guesses in flight at once: a fourth is refused before any has failed.
         await asyncio.gather(*(limiter.admit(KEYS) for _ in range(3)))
-        with pytest.raises(TooManyFailedLoginsError):
+        with pytest.raises(TooManyFailedLoginsError) as refused:
             await limiter.admit(KEYS)
+        assert refused.value.retry_after == 1  # when one of them ends
 
         # One turns out right: its place is free again.
         limiter.release(KEYS)

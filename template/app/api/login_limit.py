@@ -90,9 +90,10 @@ class FailedLoginLimiter:
                 in_flight = self._in_flight[name, identifier]
                 if not await self._limiter.test(item, name, identifier, cost=in_flight):
                     stats = await self._limiter.get_window_stats(item, name, identifier)
-                    raise TooManyFailedLoginsError(
-                        max(1, math.ceil(stats.reset_time - time.time()))
-                    )
+                    # A window full of failures frees a place when the oldest leaves
+                    # it; otherwise, when one of the attempts in progress ends.
+                    wait = stats.reset_time - time.time() if stats.remaining <= 0 else 1
+                    raise TooManyFailedLoginsError(max(1, math.ceil(wait)))
         except BaseException:
             self.release(keys)
             raise
