@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
@@ -107,13 +108,58 @@ def env_secrets(project: Project) -> list[str]:
     return re.findall(r"^\w+_SECRET_KEY=(\w+)$", (project.path / ".env").read_text(), re.MULTILINE)
 
 
-def test_secrets_are_long_distinct_and_git_ignored(project: Project) -> None:
+def test_secrets_are_long_and_distinct(project: Project) -> None:
     secrets = env_secrets(project)
 
     assert len(secrets) == 3
     assert len(set(secrets)) == 3
     assert all(len(secret) >= 64 for secret in secrets)
-    assert ".env\n" in (project.path / ".gitignore").read_text()
+
+
+def test_git_tracks_no_secret(project: Project, tmp_path: Path) -> None:
+    """`git init && git add -A` in a new project: .env stays out, no file holds a secret."""
+    # A repository beside the project: the render itself stays as generated.
+    repository = ["--git-dir", str(tmp_path / "git"), "--work-tree", str(project.path)]
+    git(project.path, *repository, "init", "-q")
+    git(project.path, *repository, "add", "-A")
+    tracked = git(project.path, *repository, "ls-files", "-z").split("\0")
+    ignored = git(
+        project.path,
+        *repository,
+        "ls-files",
+        "-z",
+        "--others",
+        "--ignored",
+        "--exclude-standard",
+        "--directory",
+    )
+
+    assert ".env" not in tracked
+    assert ".env" in ignored.split("\0")
+    assert ".env.example" in tracked
+    secrets = [secret.encode() for secret in env_secrets(project)]
+    leaks = [
+        name
+        for name in tracked
+        if name and any(secret in (project.path / name).read_bytes() for secret in secrets)
+    ]
+    assert leaks == []
+
+
+def test_ruff_security_rules_are_on_for_the_application(project: Project) -> None:
+    """flake8-bandit's S rules run on app/ and commands/ (the gates run ruff: they pass)."""
+    lint = tomllib.loads((project.path / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    relaxed = {
+        pattern: [rule for rule in rules if rule.startswith("S")]
+        for pattern, rules in lint.get("per-file-ignores", {}).items()
+    }
+
+    assert "S" in lint["select"]
+    assert not [rule for rule in lint.get("ignore", []) if rule.startswith("S")]
+    # Only tests may assert and hold made-up passwords.
+    assert {pattern: rules for pattern, rules in relaxed.items() if rules} == {
+        "{conftest.py,tests/**}": ["S101", "S105", "S106"]
+    }
 
 
 def test_two_renders_never_share_a_secret(rendered: Renders) -> None:
