@@ -13,7 +13,9 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
+from app.api.login_limit import FailedLoginLimiter, get_failed_login_limiter
 from app.core import email
+from app.core.config import settings
 from app.core.security import ThreadedPasswordHelper, get_password_helper
 from app.db.models.user import User
 from app.db.session import get_async_session
@@ -57,7 +59,15 @@ def make_client(app: FastAPI) -> AsyncClient:
 
 
 @pytest.fixture
-def app_under_test(session: AsyncSession) -> Iterator[FastAPI]:
+def login_limiter() -> FailedLoginLimiter:
+    """The configured failed-login limits, counting this test's failures only."""
+    return FailedLoginLimiter(
+        "async+memory://", settings.LOGIN_FAILURES_PER_EMAIL, settings.LOGIN_FAILURES_PER_IP
+    )
+
+
+@pytest.fixture
+def app_under_test(session: AsyncSession, login_limiter: FailedLoginLimiter) -> Iterator[FastAPI]:
     """The app, with every request on the test's session and a cheap password hasher.
 
     The overrides are `async def`: FastAPI would run lambdas in its thread pool.
@@ -69,8 +79,12 @@ def app_under_test(session: AsyncSession) -> Iterator[FastAPI]:
     async def test_password_helper() -> ThreadedPasswordHelper:
         return cheap_password_helper
 
+    async def test_login_limiter() -> FailedLoginLimiter:
+        return login_limiter
+
     app.dependency_overrides[get_async_session] = test_session
     app.dependency_overrides[get_password_helper] = test_password_helper
+    app.dependency_overrides[get_failed_login_limiter] = test_login_limiter
     yield app
     app.dependency_overrides.clear()
 
