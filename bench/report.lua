@@ -6,9 +6,19 @@
 
 wrk.method = os.getenv("BENCH_METHOD") or "GET"
 
-local body = os.getenv("BENCH_BODY")
-if body ~= nil and body ~= "" then
-   wrk.body = body
+-- Several bodies, one per line, are sent in turn (logins of several users).
+local bodies = {}
+for body in string.gmatch(os.getenv("BENCH_BODY") or "", "[^\n]+") do
+   table.insert(bodies, body)
+end
+if #bodies == 1 then
+   wrk.body = bodies[1]
+elseif #bodies > 1 then
+   local turn = 0
+   function request()
+      turn = turn % #bodies + 1
+      return wrk.format(nil, nil, nil, bodies[turn])
+   end
 end
 
 local content_type = os.getenv("BENCH_CONTENT_TYPE")
