@@ -9,17 +9,39 @@ One thread per worker process, not one per login: with a thread each, a burst
 of logins filled both cores with Argon2 (64 MiB each) and the event loop
 starved, so `GET /api/users/me` stopped answering for seconds (measured with
 `bench/`). Logins beyond the one hashing wait their turn, costing nothing; with
-one worker per core, every core can still hash.
+one worker per core, every core can still hash. The hashing thread also runs at
+a lower CPU priority, so that requests on the event loop go first.
 """
 
 import asyncio
+import os
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 
 from fastapi_users.password import PasswordHelper
 
-_hashing_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
+# How much lower the hashing thread's CPU priority is than the event loop's.
+HASHING_NICENESS = 10
+
+
+def _yield_cpu_to_the_event_loop() -> None:
+    """Lower the hashing thread's priority: when both want a core, the event loop wins.
+
+    Linux gives each thread its own nice value (inherited by the threads Argon2
+    starts). Raising it needs no privilege; elsewhere the thread keeps its priority.
+    """
+    if sys.platform == "linux":
+        thread = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + HASHING_NICENESS))
+
+
+_hashing_thread = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="argon2", initializer=_yield_cpu_to_the_event_loop
+)
 
 
 async def _in_hashing_thread[*Ts, T](function: Callable[[*Ts], T], *args: *Ts) -> T:
