@@ -103,7 +103,7 @@ class Serving:
             )
             response.raise_for_status()
             client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
-            existing = client.get("/api/posts/", params={"limit": LIST_LIMIT}).raise_for_status()
+            existing = client.get("/api/posts/", params={"limit": POSTS}).raise_for_status()
             for number in range(len(existing.json()), POSTS):
                 post = {"title": f"Post {number}", "body": f"Body of post {number}."}
                 client.post("/api/posts/", json=post).raise_for_status()
