@@ -7,7 +7,10 @@ touched. Every HTTP client has a timeout: a request that hangs fails the test.
 
 import asyncio
 import secrets
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +103,17 @@ def assert_not_ready(response: httpx.Response) -> None:
     assert response.json()["database"].startswith("unreachable (")
 
 
+def wait_for_lock_waiters(postgres: OwnedPostgres) -> None:
+    """Until a session of the app waits for a lock."""
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
+    with postgres.connect() as connection:
+        for _ in range(int(CLIENT_TIMEOUT_SECONDS / 0.05)):
+            if connection.execute(query, (DATABASE,)).fetchone() != (0,):
+                return
+            time.sleep(0.05)
+    raise AssertionError("no request of the service ever waited for the lock")
+
+
 def test_service_starts_without_its_database_and_serves_once_it_is_up(
     project: Project, running: OwnedPostgres, tmp_path: Path
 ) -> None:
@@ -138,7 +152,15 @@ def test_service_recovers_when_its_database_restarts(
         assert created.status_code == 201, created.text
         post = f"/api/posts/{created.json()['id']}"
 
-        running.stop()
+        # The server goes down while a request is waiting on it: that one gets a 503 too.
+        # closing(): the server that would commit the blocker's transaction is gone.
+        with closing(running.connect(DATABASE)) as blocker, ThreadPoolExecutor(1) as thread:
+            blocker.execute("BEGIN")
+            blocker.execute("LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+            in_flight = thread.submit(http.get, post, headers=headers)
+            wait_for_lock_waiters(running)
+            running.stop()
+            assert_unavailable(in_flight.result())
 
         assert_not_ready(http.get("/api/health"))
         assert_unavailable(http.get("/api/users/me", headers=headers))
@@ -259,4 +281,127 @@ def test_documented_pool_serves_fifty_clients_without_errors_or_lost_writes(
 
     assert ledger.errors == []
     assert len(ledger.kept) >= LOAD_CLIENTS - LOGIN_CLIENTS  # every client got through
+    assert_no_unhandled_errors(service)
+
+
+# --- Overload: far more clients than connections, some of them leaving mid-request ---
+
+OVERLOAD_SETTINGS = {
+    "DATABASE_POOL_SIZE": "4",
+    "DATABASE_MAX_OVERFLOW": "2",
+    "DATABASE_POOL_TIMEOUT_SECONDS": "1",
+    "DATABASE_STATEMENT_TIMEOUT_SECONDS": "3",
+}
+POOL_CONNECTIONS = 6
+OVERLOAD_CLIENTS = 120
+OVERLOAD_SECONDS = 4.0
+# Impatient clients hang up after this, mid-request: the service must not care.
+IMPATIENT_SECONDS = 0.2
+# The overload is over: the first normal requests must be answered within this.
+RECOVERY_SECONDS = 1.0
+
+
+@dataclass
+class Tally:
+    statuses: list[int] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    hang_ups: int = 0
+
+
+async def patient_client(
+    http: httpx.AsyncClient, paths: list[str], until: float, tally: Tally
+) -> None:
+    """Waits for every answer: each must come, as a 200 or a quick 503."""
+    while asyncio.get_running_loop().time() < until:
+        for path in paths:
+            try:
+                response = await http.get(path)
+            except httpx.HTTPError as exc:
+                tally.failures.append(f"GET {path}: {exc!r}")
+                return
+            tally.statuses.append(response.status_code)
+            if response.status_code not in {200, 503}:
+                tally.failures.append(f"GET {path}: {response.status_code} {response.text}")
+
+
+async def impatient_client(
+    http: httpx.AsyncClient, paths: list[str], until: float, tally: Tally
+) -> None:
+    """Hangs up on every request that is not answered at once."""
+    while asyncio.get_running_loop().time() < until:
+        for path in paths:
+            try:
+                await http.get(path, timeout=IMPATIENT_SECONDS)
+            except httpx.TimeoutException:
+                tally.hang_ups += 1
+
+
+async def overload(base_url: str, headers: dict[str, str], paths: list[str]) -> Tally:
+    tally = Tally()
+    limits = httpx.Limits(max_connections=OVERLOAD_CLIENTS)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, timeout=CLIENT_TIMEOUT_SECONDS, limits=limits
+    ) as http:
+        until = asyncio.get_running_loop().time() + OVERLOAD_SECONDS
+        half = OVERLOAD_CLIENTS // 2
+        await asyncio.gather(
+            *(patient_client(http, paths, until, tally) for _ in range(half)),
+            *(impatient_client(http, paths, until, tally) for _ in range(half)),
+        )
+    return tally
+
+
+async def first_normal_requests(
+    base_url: str, headers: dict[str, str], paths: list[str]
+) -> list[int]:
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, timeout=RECOVERY_SECONDS
+    ) as http:
+        responses = await asyncio.gather(*(http.get(path) for path in paths))
+    return [response.status_code for response in responses]
+
+
+def stuck_sessions(postgres: OwnedPostgres) -> list[tuple[object, ...]]:
+    """The app's sessions that sit in a transaction nobody is running."""
+    with postgres.connect() as connection:
+        return connection.execute(
+            "SELECT pid, state, query FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid() AND state <> 'idle'",
+            (DATABASE,),
+        ).fetchall()
+
+
+def test_overloaded_service_fails_fast_and_recovers_at_once(
+    project: Project, running: OwnedPostgres, tmp_path: Path
+) -> None:
+    env = environment(running, **OVERLOAD_SETTINGS)
+    with serve(project, env, tmp_path / "uvicorn.log") as service, client(service) as http:
+        headers = register_and_log_in(http)
+        created = http.post("/api/posts/", json={"title": "T", "body": "x"}, headers=headers)
+        assert created.status_code == 201, created.text
+        # Requests that wait on the database (a post; the readiness check, which gives up
+        # after its own timeout), and one that holds a connection only briefly.
+        paths = [f"/api/posts/{created.json()['id']}", "/api/health", "/api/users/me"]
+
+        # A long migration, say: every query on these tables waits, holding its connection.
+        with running.connect(DATABASE) as blocker, blocker.transaction():
+            blocker.execute("LOCK TABLE posts, alembic_version IN ACCESS EXCLUSIVE MODE")
+            tally = asyncio.run(overload(service.base_url, headers, paths))
+
+        statuses = asyncio.run(first_normal_requests(service.base_url, headers, paths * 3))
+        stuck = stuck_sessions(running)
+
+    print(
+        "TALLY",
+        len(tally.statuses),
+        tally.statuses.count(503),
+        tally.hang_ups,
+        statuses,
+        service.output()[-3000:],
+    )
+    assert tally.failures == []
+    assert 503 in tally.statuses  # requests waiting for a connection were turned away
+    assert tally.hang_ups > 0
+    assert statuses == [200] * len(paths) * 3
+    assert stuck == []
     assert_no_unhandled_errors(service)
