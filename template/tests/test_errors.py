@@ -8,7 +8,7 @@ these pin down which errors count as "unavailable" and which stay bugs (500).
 from collections.abc import Callable
 
 import pytest
-from asyncpg.exceptions import (  # type: ignore[import-untyped] (no type information)
+from asyncpg.exceptions import (  # type: ignore[import-untyped]  # ships no types
     AdminShutdownError,
     CannotConnectNowError,
     ConnectionDoesNotExistError,
