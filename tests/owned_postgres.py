@@ -6,6 +6,7 @@ machine the template's tests run on; it listens on a Unix socket in its folder.
 """
 
 import contextlib
+import signal
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +41,7 @@ class OwnedPostgres:
     def stop(self) -> None:
         """Fast shutdown: open sessions are terminated, new ones refused."""
         postmaster = self.server.get_postmaster_info().process
-        postmaster.send_signal(2)  # SIGINT: PostgreSQL's "fast" shutdown
+        postmaster.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
         postmaster.wait(STOP_TIMEOUT_SECONDS)
 
     def start(self) -> None:
