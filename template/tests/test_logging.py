@@ -182,8 +182,8 @@ def wait_until_live(base_url: str, server: subprocess.Popen[str]) -> None:
     raise AssertionError("uvicorn did not start")
 
 
-def test_uvicorn_writes_json_lines_and_one_access_line_per_request() -> None:
-    """A real uvicorn: its own lines in our JSON format, and its access log replaced by ours."""
+def test_served_app_writes_json_lines_and_one_access_line_per_request() -> None:
+    """`fastapi run`, as ./start.sh serves: uvicorn's lines in our format, its access log ours."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
@@ -194,10 +194,10 @@ def test_uvicorn_writes_json_lines_and_one_access_line_per_request() -> None:
         "DATABASE_URL": settings.database_url,
     }
     with subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
+        [sys.executable, "-m", "fastapi", "run", "app/main.py", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
     ) as server:
         try:
@@ -205,14 +205,16 @@ def test_uvicorn_writes_json_lines_and_one_access_line_per_request() -> None:
             response = httpx.get(f"{base_url}{LIVE_URL}?token=abc", headers={"X-Request-ID": "c-1"})
         finally:
             server.terminate()
-            output, _ = server.communicate(timeout=30)
+            stdout, stderr = server.communicate(timeout=30)
 
     assert response.headers["x-request-id"] == "c-1"
-    entries = [json.loads(line) for line in output.splitlines()]  # Each line is JSON.
-    assert any(entry["logger"] == "uvicorn.error" for entry in entries), output
+    output = stdout + stderr
+    mentions = [line for line in output.splitlines() if LIVE_URL in line]
+    entries = [json.loads(line) for line in mentions]  # Our JSON lines, not uvicorn's access log.
+    assert {entry["logger"] for entry in entries} == {"app.access"}
     [access] = [entry for entry in entries if entry["request_id"] == "c-1"]
-    assert access["logger"] == "app.access"
     assert (access["method"], access["path"], access["status"]) == ("GET", LIVE_URL, 200)
+    assert '"logger": "uvicorn.error", "request_id": "-", "message": "Shutting down"' in stderr
     assert "token=abc" not in output
 
 

@@ -27,6 +27,7 @@ _STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
     "asctime",
     "request_id",
+    "color_message",  # uvicorn's message again, with terminal colour codes
 }
 
 
