@@ -143,6 +143,11 @@ def serves(project: Project, command: str, env: dict[str, str], log: Path) -> st
         else:
             pytest.fail(f"`{command}` did not serve /api/health/live:\n{log.read_text()}")
     finally:
+        # Ctrl+C, as in a terminal (the server finishes its log lines); then no mercy.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
