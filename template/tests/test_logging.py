@@ -10,13 +10,15 @@ import time
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from starlette.types import Receive, Scope, Send
 
-from app.api.request_log import RequestLogMiddleware
+from app.api.request_log import RequestLogMiddleware, server_error
 from app.core.config import settings
 from app.core.logging import TEXT_FORMAT, JsonFormatter
 from app.db.models.user import User
+from app.main import app
 from tests.clients import log_in
 from tests.factories import DEFAULT_PASSWORD
 from tests.outbox import Outbox, token_in
@@ -65,12 +67,12 @@ class TestRequestId:
     async def test_every_line_of_a_request_carries_its_id(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        async def inner(scope: Scope, receive: Receive, send: Send) -> None:
             logging.getLogger("app.some.module").warning("inside the request")
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b""})
 
-        transport = ASGITransport(app=RequestLogMiddleware(app))
+        transport = ASGITransport(app=RequestLogMiddleware(inner))
         async with AsyncClient(transport=transport, base_url="http://test") as client:
             with caplog.at_level(logging.INFO):
                 await client.get("/", headers={"X-Request-ID": "req-1"})
@@ -86,27 +88,31 @@ class TestRequestId:
             ("app.some.module", "-"),
         ]
 
-    async def test_failed_request_is_logged_as_500(self, caplog: pytest.LogCaptureFixture) -> None:
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    async def test_unhandled_error_is_a_500_with_the_id_logged_twice(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """As app.main wires it: the access line, then the traceback, both with the id."""
+        failing = FastAPI()
+        failing.add_exception_handler(Exception, server_error)
+        failing.add_middleware(RequestLogMiddleware)
+
+        @failing.get("/boom")
+        async def boom() -> None:
             raise RuntimeError("boom")
 
-        with caplog.at_level(logging.INFO), pytest.raises(RuntimeError):
-            await RequestLogMiddleware(app)(
-                {"type": "http", "method": "POST", "path": "/x", "headers": []},
-                receive_nothing,
-                send_nothing,
-            )
+        transport = ASGITransport(app=failing, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            with caplog.at_level(logging.INFO):
+                response = await client.get("/boom", headers={"X-Request-ID": "req-500"})
+                logging.getLogger("uvicorn.error").exception("as the server logs it")
 
+        assert response.status_code == 500
+        assert response.json() == {"detail": "Internal Server Error"}
+        assert response.headers["x-request-id"] == "req-500"
         [line] = access_lines(caplog)
         assert line.__dict__["status"] == 500
-
-
-async def receive_nothing() -> dict[str, object]:
-    return {"type": "http.disconnect"}
-
-
-async def send_nothing(message: object) -> None:
-    return None
+        assert request_id_of(caplog.records[-1]) == "req-500"
+        assert app.exception_handlers[Exception] is server_error
 
 
 class TestAccessLog:

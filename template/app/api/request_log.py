@@ -12,6 +12,8 @@ import time
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.logging import request_id
@@ -76,3 +78,17 @@ class RequestLogMiddleware:
             )
         # Kept on an exception: the server logs it next, in this same request's context.
         request_id.reset(token)
+
+
+async def server_error(request: Request, exc: Exception) -> JSONResponse:
+    """The 500 of an unhandled exception, with the request's id for the bug report.
+
+    Starlette sends it from outside every middleware, after the exception went
+    through RequestLogMiddleware, which leaves the id set for this; the server
+    then logs the traceback, with the id too.
+    """
+    return JSONResponse(
+        {"detail": "Internal Server Error"},
+        status_code=500,
+        headers={REQUEST_ID_HEADER: request_id.get() or ""},
+    )
