@@ -3,7 +3,6 @@
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from app.main import app
 from tests.clients import log_in
 from tests.factories import DEFAULT_PASSWORD
 from tests.outbox import Outbox, token_in
+from tests.ports import free_port
 
 LIVE_URL = "/api/health/live"
 
@@ -169,12 +169,6 @@ class TestFormat:
         assert entry["message"] == "failed here"
         assert entry["level"] == "ERROR"
         assert "ValueError: bad value" in entry["exception"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until_live(base_url: str, server: subprocess.Popen[str]) -> None:
