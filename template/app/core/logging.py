@@ -1,7 +1,7 @@
 """Logging: one setup for the service, uvicorn included; the request id on every line.
 
 Development gets readable lines, production one JSON object per line (what log
-collectors parse without rules). `RequestContextMiddleware` (app/api/middleware.py)
+collectors parse without rules). `RequestLogMiddleware` (app/api/request_log.py)
 puts the request's id in `request_id` for the time of the request; every log
 record created meanwhile carries it, whichever library logged it.
 
@@ -102,7 +102,7 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
             # Uvicorn's own lines (startup, errors) through our handler and format.
             "uvicorn": {"level": level, "handlers": [], "propagate": True},
             "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
-            # Replaced by the access line of RequestContextMiddleware, which has
+            # Replaced by the access line of RequestLogMiddleware, which has
             # the request id and the duration: one access line per request.
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             # The development database's chatter (each start, stop and cleanup).
