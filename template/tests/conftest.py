@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from app.api.login_limit import FailedLoginLimiter, get_failed_login_limiter
 from app.core import email
 from app.core.config import settings
-from app.core.security import get_password_helper
+from app.core.security import ThreadedPasswordHelper, get_password_helper
 from app.db.models.user import User
 from app.db.session import get_async_session
 from app.main import app
@@ -68,10 +68,23 @@ def login_limiter() -> FailedLoginLimiter:
 
 @pytest.fixture
 def app_under_test(session: AsyncSession, login_limiter: FailedLoginLimiter) -> Iterator[FastAPI]:
-    """The app, with every request on the test's session and a cheap password hasher."""
-    app.dependency_overrides[get_async_session] = lambda: session
-    app.dependency_overrides[get_password_helper] = lambda: cheap_password_helper
-    app.dependency_overrides[get_failed_login_limiter] = lambda: login_limiter
+    """The app, with every request on the test's session and a cheap password hasher.
+
+    The overrides are `async def`: FastAPI would run lambdas in its thread pool.
+    """
+
+    async def test_session() -> AsyncSession:
+        return session
+
+    async def test_password_helper() -> ThreadedPasswordHelper:
+        return cheap_password_helper
+
+    async def test_login_limiter() -> FailedLoginLimiter:
+        return login_limiter
+
+    app.dependency_overrides[get_async_session] = test_session
+    app.dependency_overrides[get_password_helper] = test_password_helper
+    app.dependency_overrides[get_failed_login_limiter] = test_login_limiter
     yield app
     app.dependency_overrides.clear()
 

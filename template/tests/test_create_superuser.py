@@ -1,23 +1,37 @@
 """`python -m commands.create_superuser`."""
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+from argon2 import DEFAULT_MEMORY_COST, DEFAULT_PARALLELISM, DEFAULT_TIME_COST
 from fastapi_users.exceptions import UserAlreadyExists
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import settings
 from commands import create_superuser as command
-from tests.factories import DEFAULT_PASSWORD, create_user
+from tests.factories import DEFAULT_PASSWORD, cheap_password_helper, create_user
 
 
 async def test_creates_an_active_verified_superuser(session: AsyncSession) -> None:
+    """With the production hasher: the one test that pays for real Argon2."""
     user = await command.create_superuser(session, "root@example.com", DEFAULT_PASSWORD)
 
     assert (user.is_superuser, user.is_active, user.is_verified) == (True, True, True)
-    assert user.hashed_password.startswith("$argon2id$")
+    production = f"m={DEFAULT_MEMORY_COST},t={DEFAULT_TIME_COST},p={DEFAULT_PARALLELISM}"
+    assert user.hashed_password.startswith(f"$argon2id$v=19${production}$")
 
 
+@pytest.fixture
+def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's cheap Argon2 parameters for the command, whose flows are under test."""
+    monkeypatch.setattr(command, "password_helper", cheap_password_helper)
+
+
+@pytest.mark.usefixtures("cheap_hashing")
 async def test_refuses_an_existing_email(session: AsyncSession) -> None:
     existing = await create_user(session)
 
@@ -51,7 +65,24 @@ async def test_main_explains_refusals(
     assert error in capsys.readouterr().err
 
 
-@pytest.mark.usefixtures("command_session")
+@pytest.mark.usefixtures("command_session", "cheap_hashing")
 async def test_main_reports_the_new_superuser(capsys: pytest.CaptureFixture[str]) -> None:
     assert await command.main("root@example.com", DEFAULT_PASSWORD) == 0
     assert "Superuser root@example.com created" in capsys.readouterr().out
+
+
+def test_its_imports_map_every_model() -> None:
+    """In a process of its own, where only the command's imports ran (not the app's)."""
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import commands.create_superuser; "
+            "from sqlalchemy.orm import configure_mappers; configure_mappers()",
+        ],
+        env={**os.environ, "TEST_DATABASE_URL": settings.database_url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr

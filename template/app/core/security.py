@@ -4,12 +4,49 @@ An Argon2 hash or verification costs about 0.1 s of CPU on purpose. fastapi-user
 calls the hasher synchronously inside `async def` handlers, so one login would
 stall every other request on the worker for that long. This helper runs the
 work in a thread: the event loop keeps serving while Argon2 runs.
+
+One thread per worker process, not one per login: with a thread each, a burst
+of logins filled both cores with Argon2 (64 MiB each) and the event loop
+starved, so `GET /api/users/me` stopped answering for seconds (measured with
+`bench/`). Logins beyond the one hashing wait their turn, costing nothing; with
+one worker per core, every core can still hash. The hashing thread also runs at
+a lower CPU priority, so that requests on the event loop go first.
 """
 
 import asyncio
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 
 from fastapi_users.password import PasswordHelper
+
+# How much lower the hashing thread's CPU priority is than the event loop's.
+HASHING_NICENESS = 10
+
+
+def _yield_cpu_to_the_event_loop() -> None:
+    """Lower the hashing thread's priority: when both want a core, the event loop wins.
+
+    Linux gives each thread its own nice value (inherited by the threads Argon2
+    starts). Raising it needs no privilege; elsewhere the thread keeps its priority.
+    """
+    if sys.platform == "linux":
+        thread = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + HASHING_NICENESS))
+
+
+_hashing_thread = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="argon2", initializer=_yield_cpu_to_the_event_loop
+)
+
+
+async def _in_hashing_thread[*Ts, T](function: Callable[[*Ts], T], *args: *Ts) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_hashing_thread, function, *args)
+
 
 # The hash computed ahead of the library's synchronous `hash()` call, for the
 # current request only (a context variable never leaks across requests).
@@ -25,7 +62,7 @@ class ThreadedPasswordHelper(PasswordHelper):
         The user manager calls this from `validate_password`, which fastapi-users
         awaits right before it hashes the new password synchronously.
         """
-        hashed = await asyncio.to_thread(super().hash, password)
+        hashed = await _in_hashing_thread(super().hash, password)
         _prepared_hash.set((password, hashed))
 
     def hash(self, password: str) -> str:
@@ -38,15 +75,19 @@ class ThreadedPasswordHelper(PasswordHelper):
     async def verify_and_update_async(
         self, plain_password: str, hashed_password: str
     ) -> tuple[bool, str | None]:
-        return await asyncio.to_thread(self.verify_and_update, plain_password, hashed_password)
+        return await _in_hashing_thread(self.verify_and_update, plain_password, hashed_password)
 
     async def hash_async(self, password: str) -> str:
-        return await asyncio.to_thread(super().hash, password)
+        return await _in_hashing_thread(super().hash, password)
 
 
 password_helper = ThreadedPasswordHelper()
 
 
-def get_password_helper() -> ThreadedPasswordHelper:
-    """Dependency, so that tests can swap in a cheap hasher."""
+async def get_password_helper() -> ThreadedPasswordHelper:
+    """Dependency, so that tests can swap in a cheap hasher.
+
+    `async` although it does not await: FastAPI runs plain `def` dependencies in
+    its thread pool, a round trip that cost more than the whole JWT check.
+    """
     return password_helper

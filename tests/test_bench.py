@@ -1,0 +1,61 @@
+"""The benchmark's own mechanics: what it reports and how it refuses to run.
+
+Its measurements are not tested here (no timing in tests); `python -m bench`
+itself is how they are checked.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.project import PYTEST_SUMMARY
+from bench.stats import Results
+from tests.conftest import ROOT
+
+
+def test_the_table_shows_min_median_and_max_per_measurement() -> None:
+    results = Results()
+    for value in (1200.4, 980.0, 1010.6):
+        results.add("1 worker · GET /api/users/me", "req/s", value)
+    for value in (0.5, 0.25):
+        results.add("Render: `copier copy` (CLI, defaults)", "s", value)
+
+    assert results.table().splitlines() == [
+        "| Measurement | Unit | Min | Median | Max |",
+        "|---|---|--:|--:|--:|",
+        "| 1 worker · GET /api/users/me | req/s | 980 | 1,011 | 1,200 |",
+        "| Render: `copier copy` (CLI, defaults) | s | 0.25 | 0.38 | 0.50 |",
+    ]
+    assert results.as_json()[0]["values"] == [1200.4, 980.0, 1010.6]
+
+
+@pytest.mark.parametrize(
+    ("closing_line", "tests", "seconds"),
+    [
+        ("120 passed in 12.06s", "120", "12.06"),
+        ("===== 119 passed, 1 warning in 3.50s =====", "119", "3.50"),
+    ],
+)
+def test_the_rendered_suites_summary_is_read(closing_line: str, tests: str, seconds: str) -> None:
+    assert PYTEST_SUMMARY.findall(closing_line) == [(tests, seconds)]
+
+
+def test_an_unreachable_database_stops_it_with_a_message() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench", "--runs", "1", "--no-matrix"],
+        cwd=ROOT,
+        # Port 9 (discard) on loopback: nothing listens there.
+        env={**os.environ, "BENCH_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/postgres"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert finished.returncode == 2
+    assert "cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:9/postgres" in (
+        finished.stderr
+    )
+    assert finished.stdout == ""
