@@ -155,7 +155,7 @@ def copy_stopped(data_dir: Path, copy: Path) -> Path:
     `cp -a` keeps the files' owner: as root, PostgreSQL runs as another user.
     """
     local_postgres.stop(data_dir)
-    subprocess.run(["cp", "-a", str(data_dir), str(copy)], check=True)  # noqa: S607 (fixed arguments)
+    subprocess.run(["cp", "-a", str(data_dir), str(copy)], check=True)  # noqa: S603, S607
     return copy
 
 
@@ -167,7 +167,9 @@ class TestThrowaway:
     async def test_runs_beside_another_server_and_leaves_nothing(
         self, data_dir: Path, scratch: Path
     ) -> None:
-        killed_run = local_postgres.start(copy_stopped(data_dir, scratch / f"throwaway-{finished_process()}"))
+        killed_run = local_postgres.start(
+            copy_stopped(data_dir, scratch / f"throwaway-{finished_process()}")
+        )
         project = local_postgres.start(data_dir)
         await query(project, "CREATE TABLE only_in_the_project (n int)")
 
