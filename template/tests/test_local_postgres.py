@@ -248,8 +248,26 @@ class TestErrors:
         assert str(data_dir / "log") in str(error.value)
 
 
-# Here, where the server of `data_dir` is stopped (TestErrors left it so): a start and a
-# stop fewer than elsewhere. Each test still starts or stops what it needs.
+class TestSettings:
+    @pytest.mark.usefixtures("development")
+    def test_development_without_database_url_uses_the_local_server(self, data_dir: Path) -> None:
+        url = Settings(_env_file=None, ENVIRONMENT="development", DATABASE_URL=None).database_url
+
+        server = local_postgres.running(data_dir)
+        assert server is not None
+        assert url == str(server.url())
+
+    def test_the_test_environment_never_starts_one(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(local_postgres, "DATA_DIR", tmp_path / "postgres")
+        test_settings = Settings(_env_file=None, ENVIRONMENT="test", TEST_DATABASE_URL=None)
+
+        with pytest.raises(RuntimeError, match="TEST_DATABASE_URL is not set"):
+            _ = test_settings.database_url
+        assert not (tmp_path / "postgres").exists()
+
+
 class TestCommand:
     @pytest.mark.usefixtures("development")
     def test_starts_reports_and_stops_the_local_server(
@@ -305,23 +323,3 @@ class TestCommand:
         error = capsys.readouterr().err
         assert error.startswith("error: ")
         assert error.count("\n") == 1
-
-
-class TestSettings:
-    @pytest.mark.usefixtures("development")
-    def test_development_without_database_url_uses_the_local_server(self, data_dir: Path) -> None:
-        url = Settings(_env_file=None, ENVIRONMENT="development", DATABASE_URL=None).database_url
-
-        server = local_postgres.running(data_dir)
-        assert server is not None
-        assert url == str(server.url())
-
-    def test_the_test_environment_never_starts_one(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setattr(local_postgres, "DATA_DIR", tmp_path / "postgres")
-        test_settings = Settings(_env_file=None, ENVIRONMENT="test", TEST_DATABASE_URL=None)
-
-        with pytest.raises(RuntimeError, match="TEST_DATABASE_URL is not set"):
-            _ = test_settings.database_url
-        assert not (tmp_path / "postgres").exists()
