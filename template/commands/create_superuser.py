@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.security import password_helper
 from app.core.users import get_user_db, get_user_manager
-from app.db.models.user import User
+# app.db.base maps every model: User's relationships name the others.
+from app.db.base import User
 from app.db.session import async_session_maker, engine
 from app.schemas.user import UserCreate
 
