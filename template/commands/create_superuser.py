@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.security import password_helper
 from app.core.users import get_user_db, get_user_manager
-# app.db.base maps every model: User's relationships name the others.
-from app.db.base import User
+from app.db.base import User  # with every model: User's relationships name them
 from app.db.session import async_session_maker, engine
 from app.schemas.user import UserCreate
 

@@ -45,7 +45,7 @@ FREE_STRING_SCHEMAS: tuple[dict[str, Any], ...] = (
 
 
 def answer_success_with(router: APIRouter, name: str, status_code: int) -> None:
-    """Document `status_code` as the success of route `name`, which declares 200 but never sends it."""
+    """Document `status_code` as the success of route `name`: it declares 200, never sent."""
     route = next(
         route for route in router.routes if isinstance(route, APIRoute) and route.name == name
     )
