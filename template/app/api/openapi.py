@@ -5,13 +5,13 @@ FastAPI documents what each route declares. Some answers come from elsewhere
 declares, the 422, cannot happen on routes whose only inputs are free strings.
 Clients generated from the schema, and the template's Schemathesis run, rely
 on both directions: every answer documented, every documented answer real.
+The document is corrected once, when it is first generated.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, status
-from fastapi.routing import APIRoute
+from fastapi import FastAPI, status
 
 from app.core.config import settings
 
@@ -24,39 +24,27 @@ ERROR_DETAIL: dict[str, Any] = {
         }
     }
 }
-# Any route that reads a body: the middleware refuses large ones, the JSON
+# Any operation that reads a body: the middleware refuses large ones, the JSON
 # parser bytes that are not UTF-8. fastapi-users' own 400 descriptions win.
-BODY_ERRORS: dict[int, dict[str, Any]] = {
-    status.HTTP_400_BAD_REQUEST: {
+BODY_ERRORS: dict[str, dict[str, Any]] = {
+    str(status.HTTP_400_BAD_REQUEST): {
         "description": "The body cannot be parsed (not UTF-8)",
         "content": ERROR_DETAIL,
     },
-    status.HTTP_413_CONTENT_TOO_LARGE: {
+    str(status.HTTP_413_CONTENT_TOO_LARGE): {
         "description": f"Request body larger than {settings.MAX_REQUEST_BODY_BYTES} bytes",
         "content": ERROR_DETAIL,
     },
 }
+OK = str(status.HTTP_200_OK)
+NO_CONTENT = str(status.HTTP_204_NO_CONTENT)
 VALIDATION_ERROR = str(status.HTTP_422_UNPROCESSABLE_CONTENT)
-FREE_STRING_SCHEMAS: tuple[dict[str, Any], ...] = (
+# Parameters that accept every value (their `title` aside).
+FREE_STRINGS: tuple[dict[str, Any], ...] = (
     {"type": "string"},
     {"anyOf": [{"type": "string"}, {"type": "null"}]},
     {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
 )
-
-
-def answer_success_with(router: APIRouter, name: str, status_code: int) -> None:
-    """Document `status_code` as the success of route `name`: it declares 200, never sent."""
-    route = next(
-        route for route in router.routes if isinstance(route, APIRoute) and route.name == name
-    )
-    route.status_code = status_code
-
-
-def document_body_errors(app: FastAPI) -> None:
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.body_field is not None:
-            for status_code, response in BODY_ERRORS.items():
-                route.responses.setdefault(status_code, response)
 
 
 def cannot_fail_validation(operation: dict[str, Any]) -> bool:
@@ -64,31 +52,38 @@ def cannot_fail_validation(operation: dict[str, Any]) -> bool:
     if "requestBody" in operation:
         return False
     for parameter in operation.get("parameters", []):
-        schema = {key: value for key, value in parameter["schema"].items() if key != "title"}
-        if schema.get("default") is None:
-            schema.pop("default", None)
-        required_in_query = parameter.get("required") and parameter["in"] != "path"
-        if required_in_query or schema not in FREE_STRING_SCHEMAS:
+        schema = {
+            key: value
+            for key, value in parameter["schema"].items()
+            if key != "title" and not (key == "default" and value is None)
+        }
+        if schema not in FREE_STRINGS or (parameter["in"] != "path" and parameter.get("required")):
             return False
     return True
 
 
-def drop_impossible_validation_errors(app: FastAPI) -> None:
-    """Remove the 422 that FastAPI documents on every route with parameters, where none can fail."""
+def correct(operation: dict[str, Any], *, answers_no_content: bool) -> None:
+    responses: dict[str, Any] = operation["responses"]
+    if "requestBody" in operation:
+        for status_code, response in BODY_ERRORS.items():
+            responses.setdefault(status_code, response)
+    if cannot_fail_validation(operation):
+        responses.pop(VALIDATION_ERROR, None)
+    if answers_no_content:
+        # Declared as 200 by fastapi-users, whose transport answers 204 instead.
+        responses.setdefault(NO_CONTENT, {"description": "Successful Response"})
+        responses.pop(OK, None)
+
+
+def make_truthful(app: FastAPI, *, no_content: Collection[str]) -> None:
+    """Correct `app`'s OpenAPI document; `no_content`: paths whose success is a 204."""
     generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = generate()
-            for operations in schema["paths"].values():
+            for path, operations in generate()["paths"].items():
                 for operation in operations.values():
-                    if cannot_fail_validation(operation):
-                        operation["responses"].pop(VALIDATION_ERROR, None)
+                    correct(operation, answers_no_content=path in no_content)
         return generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def make_truthful(app: FastAPI) -> None:
-    document_body_errors(app)
-    drop_impossible_validation_errors(app)
