@@ -49,6 +49,11 @@ USER, SUPERUSER, PASSWORD = "user@example.com", "root@example.com", "correct-Hor
 TOO_LARGE = b"x" * (1_048_576 + 1)
 NOT_UTF8 = b'{"\xff": "\xfe"}'
 READY = ("/api/health", "/api/health/ready")
+LOGGING = {
+    "version": 1,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+}
 
 # (METHOD, path template) -> status codes, as strings like the OpenAPI document's keys.
 Statuses = dict[tuple[str, str], set[str]]
@@ -146,7 +151,11 @@ def serve(project: Project, database_url: str, folder: Path) -> Iterator[Service
         MAIL_STARTTLS="false",
         PYTHONUNBUFFERED="1",
     )
+    # Application loggers at INFO: the console e-mail backend logs the mails there.
+    log_config = folder / "logging.json"
+    log_config.write_text(json.dumps(LOGGING))
     uvicorn = ["uv", "run", "--locked", "uvicorn", "app.main:app", "--port", str(port)]
+    uvicorn += ["--log-config", str(log_config)]
     with contextlib.ExitStack() as stack:
         mail = [folder / "uvicorn.log"]  # the console backend logs mails
         if project.answers["email_backend"] == "smtp":
