@@ -13,7 +13,6 @@ from typing import Any
 
 from fastapi import FastAPI, status
 
-from app.core.config import settings
 
 ERROR_DETAIL: dict[str, Any] = {
     "application/json": {
@@ -32,7 +31,7 @@ BODY_ERRORS: dict[str, dict[str, Any]] = {
         "content": ERROR_DETAIL,
     },
     str(status.HTTP_413_CONTENT_TOO_LARGE): {
-        "description": f"Request body larger than {settings.MAX_REQUEST_BODY_BYTES} bytes",
+        "description": "Request body larger than the MAX_REQUEST_BODY_BYTES setting",
         "content": ERROR_DETAIL,
     },
 }
