@@ -13,7 +13,6 @@ from typing import Any
 
 from fastapi import FastAPI, status
 
-
 ERROR_DETAIL: dict[str, Any] = {
     "application/json": {
         "schema": {
