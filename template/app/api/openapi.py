@@ -41,6 +41,7 @@ VALIDATION_ERROR = str(status.HTTP_422_UNPROCESSABLE_CONTENT)
 FREE_STRINGS: tuple[dict[str, Any], ...] = (
     {"type": "string"},
     {"anyOf": [{"type": "string"}, {"type": "null"}]},
+    {"type": "array", "items": {"type": "string"}},
     {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
 )
 
