@@ -41,12 +41,13 @@ CHECKS = (
     "response_schema_conformance",
 )
 MAX_EXAMPLES = 10
-# Operations that may end the caller's session: logging out (which revokes the token
-# with the database strategy), a superuser deleting or deactivating their own account.
-# They are fuzzed last, after every other operation.
-SESSION_ENDING = ("/api/auth/logout", "/api/users/{id}")
+# Operations that may end the caller's session, fuzzed after every other operation:
+# a superuser deleting or deactivating their own account, then logging out (which
+# revokes the token with the database strategy).
+SESSION_ENDING = ("/api/users/{id}", "/api/auth/logout")
 START_TIMEOUT_SECONDS = 60
-USER, SUPERUSER, PASSWORD = "user@example.com", "root@example.com", "correct-Horse-battery-9"
+USER, SUPERUSER, OTHER = "user@example.com", "root@example.com", "other@example.com"
+PASSWORD = "correct-Horse-battery-9"  # noqa: S105 (made-up accounts)
 # The rendered default of MAX_REQUEST_BODY_BYTES, plus one.
 TOO_LARGE = b"x" * (1_048_576 + 1)
 NOT_UTF8 = b'{"\xff": "\xfe"}'
@@ -233,9 +234,13 @@ def run_schemathesis(service: Service, headers: dict[str, str], *selection: str)
         service.observe(request["method"], request["url"], entry["response"]["status"])
 
 
-def make_targeted_requests(service: Service, headers: dict[str, str]) -> None:
-    """Requests for the statuses that fuzzing cannot reach."""
-    with service.client(headers) as client, service.client() as anonymous:
+def make_targeted_requests(service: Service, accounts: dict[str, dict[str, str]]) -> None:
+    """Requests for the statuses that fuzzing cannot reach (or not before it ends a session)."""
+    with (
+        service.client(accounts["superuser"]) as client,
+        service.client(accounts["user"]) as user,
+        service.client() as anonymous,
+    ):
         for method, path, operation in service.operations():
             url = re.sub(r"\{[^/]+?\}", "1", path)
             if "401" in operation["responses"]:
@@ -244,9 +249,13 @@ def make_targeted_requests(service: Service, headers: dict[str, str]) -> None:
                 content_type = {"Content-Type": media_type}
                 client.request(method, url, content=TOO_LARGE, headers=content_type)
                 client.request(method, url, content=NOT_UTF8, headers=content_type)
-        # Users that do not exist, before the fuzzing may end the superuser's session.
+        # Other users' accounts: forbidden to users; for superusers, missing or deleted.
+        other = client.post("/api/auth/register", json={"email": OTHER, "password": PASSWORD})
         for method in ("GET", "PATCH", "DELETE"):
-            client.request(method, "/api/users/not-an-id", json={} if method == "PATCH" else None)
+            body = {} if method == "PATCH" else None
+            user.request(method, f"/api/users/{other.json()['id']}", json=body)
+            client.request(method, "/api/users/not-an-id", json=body)
+        client.delete(f"/api/users/{other.json()['id']}")
         # A database whose schema is behind the code: not ready.
         with psycopg.connect(service.database_url, autocommit=True) as connection:
             revision = connection.execute("SELECT version_num FROM alembic_version").fetchone()
@@ -270,11 +279,12 @@ def test_served_api_does_what_its_openapi_document_says(
         project.run(*migrate, env={"DATABASE_URL": databases.url})
         with serve(project, databases.url, tmp_path) as service:
             accounts = sign_up(project, service)
-            make_targeted_requests(service, accounts["superuser"])
+            make_targeted_requests(service, accounts)
             for headers in accounts.values():
                 run_schemathesis(service, headers, *(f"--exclude-path={p}" for p in SESSION_ENDING))
-            for headers in accounts.values():
-                run_schemathesis(service, headers, *(f"--include-path={p}" for p in SESSION_ENDING))
+            for path in SESSION_ENDING:
+                for headers in accounts.values():
+                    run_schemathesis(service, headers, f"--include-path={path}")
 
     never_answered = {
         f"{method} {path}": sorted(statuses - service.observed[method, path])
