@@ -206,7 +206,7 @@ def emit_container(samples: list[Sample], depth: int, extra: list[str] | None) -
         text = emit(member_samples, depth + 1)
         if key is not None:
             text = f"{jinja_text(key)}: {text}"
-        later = [later_when for _, later_when, _ in parts[index + 1 :]]
+        later = following(member_samples, parts[index + 1 :])
         if extra and key == BEFORE_PROVIDERS:
             lines.append(f"{inner}{text},")
             lines.extend(extra)
@@ -221,6 +221,24 @@ def emit_container(samples: list[Sample], depth: int, extra: list[str] | None) -
             lines += [f"{{% if {when} %}}", f"{inner}{text}", "{% endif %}"]
     opening, closing = ("{", "}") if is_dict else ("[", "]")
     return "\n".join([opening, *lines, INDENT * depth + closing])
+
+
+def following(
+    present: list[Sample], later: list[tuple[str | None, str | None, list[Sample]]]
+) -> list[str | None]:
+    """The conditions of the later members that can follow a member `present` in these samples.
+
+    None (unconditional) when one always follows it; members that never do are left out.
+    """
+    answers = [sample.answers for sample in present]
+    conditions: list[str | None] = []
+    for _, when, samples in later:
+        together = [a for a in answers if any(s.answers is a for s in samples)]
+        if len(together) == len(answers):
+            conditions.append(None)
+        elif together:
+            conditions.append(when)
+    return conditions
 
 
 def provider_routes(schemas: list[Sample]) -> list[str]:
