@@ -227,7 +227,10 @@ def run_schemathesis(service: Service, headers: dict[str, str], *selection: str)
         *selection,
         *(f"--header={name}: {value}" for name, value in headers.items()),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # In the test's folder: Schemathesis and Hypothesis keep caches in the working directory.
+    result = subprocess.run(
+        command, cwd=service.folder, capture_output=True, text=True, timeout=600, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     for entry in json.loads(report.read_text())["log"]["entries"]:
         request = entry["request"]
