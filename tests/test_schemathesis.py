@@ -72,6 +72,8 @@ class Service:
     folder: Path
     mail: list[Path]
     observed: Statuses = field(default_factory=lambda: defaultdict(set))
+    # Answers of the targeted requests that their operation does not document.
+    undocumented: list[str] = field(default_factory=list)
 
     def operations(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         for path, operations in self.schema["paths"].items():
@@ -84,16 +86,20 @@ class Service:
             for method, path, operation in self.operations()
         }
 
-    def observe(self, method: str, url: str, status: int) -> None:
-        """Tally `status` for the operation that a request to `url` called.
+    def observe(self, method: str, url: str, status: int) -> tuple[str, str] | None:
+        """Tally `status` for the operation that a request to `url` called; that operation.
 
         Schemathesis also probes undocumented methods (TRACE): those are not tallied.
         """
         path = urlsplit(url).path
-        for candidate_method, template, _ in self.operations():
+        for candidate_method, template, operation in self.operations():
             pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
             if candidate_method == method and re.fullmatch(pattern, path):
                 self.observed[method, template].add(str(status))
+                if str(status) not in operation["responses"]:
+                    self.undocumented.append(f"{status} from {method} {url}")
+                return method, template
+        return None
 
     def client(self, headers: dict[str, str] | None = None) -> httpx.Client:
         """A client whose every answer is tallied."""
@@ -208,8 +214,8 @@ def sign_up(project: Project, service: Service) -> dict[str, dict[str, str]]:
     return {"user": log_in(service, USER), "superuser": log_in(service, SUPERUSER)}
 
 
-def run_schemathesis(service: Service, headers: dict[str, str], *selection: str) -> None:
-    """Schemathesis on the served schema, its checks failing the test; statuses tallied."""
+def run_schemathesis(service: Service, headers: dict[str, str], *selection: str) -> Statuses:
+    """Schemathesis on the served schema, its checks failing the test; the statuses it saw."""
     report = service.folder / f"schemathesis-{len(list(service.folder.glob('*.har')))}.har"
     command = [
         sys.executable,
@@ -232,9 +238,13 @@ def run_schemathesis(service: Service, headers: dict[str, str], *selection: str)
         command, cwd=service.folder, capture_output=True, text=True, timeout=600, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    seen: Statuses = defaultdict(set)
     for entry in json.loads(report.read_text())["log"]["entries"]:
         request = entry["request"]
-        service.observe(request["method"], request["url"], entry["response"]["status"])
+        operation = service.observe(request["method"], request["url"], entry["response"]["status"])
+        if operation is not None:
+            seen[operation].add(str(entry["response"]["status"]))
+    return seen
 
 
 def make_targeted_requests(service: Service, accounts: dict[str, dict[str, str]]) -> None:
@@ -252,13 +262,14 @@ def make_targeted_requests(service: Service, accounts: dict[str, dict[str, str]]
                 content_type = {"Content-Type": media_type}
                 client.request(method, url, content=TOO_LARGE, headers=content_type)
                 client.request(method, url, content=NOT_UTF8, headers=content_type)
-        # Other users' accounts: forbidden to users; for superusers, missing or deleted.
+        # Another user's account: forbidden to users; for superusers, there or not.
         other = client.post("/api/auth/register", json={"email": OTHER, "password": PASSWORD})
+        other_url = f"/api/users/{other.json()['id']}"
         for method in ("GET", "PATCH", "DELETE"):
             body = {} if method == "PATCH" else None
-            user.request(method, f"/api/users/{other.json()['id']}", json=body)
+            user.request(method, other_url, json=body)
+            client.request(method, other_url, json=body)
             client.request(method, "/api/users/not-an-id", json=body)
-        client.delete(f"/api/users/{other.json()['id']}")
         # A database whose schema is behind the code: not ready.
         with psycopg.connect(service.database_url, autocommit=True) as connection:
             revision = connection.execute("SELECT version_num FROM alembic_version").fetchone()
@@ -283,12 +294,15 @@ def test_served_api_does_what_its_openapi_document_says(
         with serve(project, databases.url, tmp_path) as service:
             accounts = sign_up(project, service)
             make_targeted_requests(service, accounts)
-            for headers in accounts.values():
-                run_schemathesis(service, headers, *(f"--exclude-path={p}" for p in SESSION_ENDING))
+            for role, headers in accounts.items():
+                exclude = (f"--exclude-path={path}" for path in SESSION_ENDING)
+                seen = run_schemathesis(service, headers, *exclude)
+                assert "200" in seen["GET", "/api/users/me"], f"Schemathesis was not the {role}"
             for path in SESSION_ENDING:
                 for headers in accounts.values():
                     run_schemathesis(service, headers, f"--include-path={path}")
 
+    assert service.undocumented == []
     never_answered = {
         f"{method} {path}": sorted(statuses - service.observed[method, path])
         for (method, path), statuses in service.documented().items()
