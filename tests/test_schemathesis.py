@@ -262,16 +262,16 @@ def make_targeted_requests(service: Service, accounts: dict[str, dict[str, str]]
                 content_type = {"Content-Type": media_type}
                 client.request(method, url, content=TOO_LARGE, headers=content_type)
                 client.request(method, url, content=NOT_UTF8, headers=content_type)
-        # Another user's account: forbidden to users; for superusers, there, changed badly,
-        # deleted, or not there.
+        # Another user's account: for superusers, changed badly, there, deleted, or not there;
+        # forbidden to users.
         other = client.post("/api/auth/register", json={"email": OTHER, "password": PASSWORD})
         other_url = f"/api/users/{other.json()['id']}"
+        client.patch(other_url, json={"email": "not an address"})
         for method in ("GET", "PATCH", "DELETE"):
             body = {} if method == "PATCH" else None
             user.request(method, other_url, json=body)
             client.request(method, other_url, json=body)
             client.request(method, "/api/users/not-an-id", json=body)
-        client.patch(other_url, json={"email": "not an address"})
         # A database whose schema is behind the code: not ready.
         with psycopg.connect(service.database_url, autocommit=True) as connection:
             revision = connection.execute("SELECT version_num FROM alembic_version").fetchone()
