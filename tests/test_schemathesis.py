@@ -6,8 +6,8 @@ operation of the served `/openapi.json` with valid and invalid input and checks
 each answer: never a 5xx, every status code documented, the documented content
 type and body schema. The other direction, every documented status code real:
 each one must be observed, in the fuzzing or in a targeted request for those
-that fuzzing cannot reach (a body too large, no session, the links that mails
-carry, a database behind the code).
+that fuzzing cannot reach (a body too large or not JSON, no session, the links
+that mails carry, a database behind the code).
 """
 
 import contextlib
@@ -262,6 +262,7 @@ def make_targeted_requests(service: Service, accounts: dict[str, dict[str, str]]
                 content_type = {"Content-Type": media_type}
                 client.request(method, url, content=TOO_LARGE, headers=content_type)
                 client.request(method, url, content=NOT_UTF8, headers=content_type)
+                client.request(method, url, content=b"{}", headers={"Content-Type": "text/plain"})
         # Another user's account: for superusers, changed badly, there, deleted, or not there;
         # forbidden to users.
         other = client.post("/api/auth/register", json={"email": OTHER, "password": PASSWORD})

@@ -1,7 +1,8 @@
 """The OpenAPI document, made to say exactly what the API answers.
 
 FastAPI documents what each route declares. Some answers come from elsewhere
-(the body size limit, the JSON parser, fastapi-users' transports), and one it
+(the body size limit, the JSON parser, the 415 of app/api/errors.py, fastapi-users'
+transports), and one it
 declares, the 422, cannot happen on routes whose only inputs are free strings.
 Clients generated from the schema, and the template's Schemathesis run, rely
 on both directions: every answer documented, every documented answer real.
@@ -33,6 +34,13 @@ BODY_ERRORS: dict[str, dict[str, Any]] = {
         "description": "Request body larger than the MAX_REQUEST_BODY_BYTES setting",
         "content": ERROR_DETAIL,
     },
+}
+# Operations that read JSON: a body sent as anything else (app/api/errors.py).
+NOT_JSON = {
+    str(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE): {
+        "description": "The body is not sent as application/json",
+        "content": ERROR_DETAIL,
+    }
 }
 OK = str(status.HTTP_200_OK)
 NO_CONTENT = str(status.HTTP_204_NO_CONTENT)
@@ -66,6 +74,8 @@ def correct(operation: dict[str, Any], *, answers_no_content: bool) -> None:
     if "requestBody" in operation:
         for status_code, response in BODY_ERRORS.items():
             responses.setdefault(status_code, response)
+        if "application/json" in operation["requestBody"]["content"]:
+            responses.update(NOT_JSON)
     if cannot_fail_validation(operation):
         responses.pop(VALIDATION_ERROR, None)
     if answers_no_content:
