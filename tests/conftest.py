@@ -11,6 +11,7 @@ it, against a throwaway embedded PostgreSQL that the session starts.
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import warnings
@@ -102,6 +103,12 @@ def start_embedded_postgres(folder: Path, config: pytest.Config) -> str:
     # The host satisfies the rendered projects' URL validation; libpq and
     # asyncpg connect to the socket folder of the `host` parameter.
     return f"postgresql://postgres@localhost/postgres?host={quote(str(socket_dir), safe='')}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def admin_conninfo() -> str:

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from tests.conftest import Project, outside_pytest_tmp, project_env, render
+from tests.conftest import Project, free_port, outside_pytest_tmp, project_env, render
 from tests.matrix import answers_for
 
 # What a fresh machine does not have: the service and its suite find their own database.
@@ -52,12 +51,6 @@ def stop_local_postgres(project: Project) -> None:
     if pid_file.exists():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager

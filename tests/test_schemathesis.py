@@ -31,7 +31,8 @@ import psycopg
 import pytest
 
 from tests.conftest import Project, Renders, fresh_databases, project_env
-from tests.test_fresh_machine import free_port
+from tests.service import free_port
+from tests.service import serve as serve_uvicorn
 
 COMBINATIONS = ("defaults", "uuid-database-cookie-bare")
 CHECKS = (
@@ -45,18 +46,13 @@ MAX_EXAMPLES = 10
 # a superuser deleting or deactivating their own account, then logging out (which
 # revokes the token with the database strategy).
 SESSION_ENDING = ("/api/users/{id}", "/api/auth/logout")
-START_TIMEOUT_SECONDS = 60
+MAIL_TIMEOUT_SECONDS = 60
 USER, SUPERUSER, OTHER = "user@example.com", "root@example.com", "other@example.com"
 PASSWORD = "correct-Horse-battery-9"  # noqa: S105 (made-up accounts)
 # The rendered default of MAX_REQUEST_BODY_BYTES, plus one.
 TOO_LARGE = b"x" * (1_048_576 + 1)
 NOT_UTF8 = b'{"\xff": "\xfe"}'
 READY = ("/api/health", "/api/health/ready")
-LOGGING = {
-    "version": 1,
-    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    "root": {"level": "INFO", "handlers": ["stderr"]},
-}
 
 # (METHOD, path template) -> status codes, as strings like the OpenAPI document's keys.
 Statuses = dict[tuple[str, str], set[str]]
@@ -113,7 +109,7 @@ class Service:
 
     def mailed_token(self, link: str) -> str:
         """The token of the last `link` (verify, reset-password) mailed so far."""
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        deadline = time.monotonic() + MAIL_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             # Mail bodies are quoted-printable: long lines are wrapped.
             text = b"".join(quopri.decodestring(path.read_bytes()) for path in self.mail)
@@ -149,40 +145,28 @@ def background(command: list[str], cwd: Path, env: dict[str, str], log: Path) ->
 @contextlib.contextmanager
 def serve(project: Project, database_url: str, folder: Path) -> Iterator[Service]:
     """The render under uvicorn on a free loopback port, its mail caught in a log."""
-    port, mail_port = free_port(), free_port()
-    env = project_env(
-        unset=("TEST_DATABASE_URL",),
+    mail_port = free_port()
+    env = {
         # Plain http, so the auth cookie must not be Secure: development.
-        ENVIRONMENT="development",
-        DATABASE_URL=database_url,
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=str(mail_port),
-        MAIL_STARTTLS="false",
-        PYTHONUNBUFFERED="1",
-    )
-    # Application loggers at INFO: the console e-mail backend logs the mails there.
-    log_config = folder / "logging.json"
-    log_config.write_text(json.dumps(LOGGING))
-    uvicorn = ["uv", "run", "--locked", "uvicorn", "app.main:app", "--port", str(port)]
-    uvicorn += ["--log-config", str(log_config)]
+        "ENVIRONMENT": "development",
+        "DATABASE_URL": database_url,
+        # The console e-mail backend logs the mails at INFO.
+        "LOG_LEVEL": "INFO",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(mail_port),
+        "MAIL_STARTTLS": "false",
+    }
     with contextlib.ExitStack() as stack:
-        mail = [folder / "uvicorn.log"]  # the console backend logs mails
+        mail = [folder / "uvicorn.log"]
         if project.answers["email_backend"] == "smtp":
             mail.append(folder / "smtp.log")
             smtp = ["uv", "run", "--locked", "python", "-m", "aiosmtpd", "-n"]
             smtp += ["-c", "aiosmtpd.handlers.Debugging", "-l", f"127.0.0.1:{mail_port}"]
-            stack.enter_context(background(smtp, project.path, env, mail[-1]))
-        stack.enter_context(background(uvicorn, project.path, env, mail[0]))
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                schema = httpx.get(f"{base}/openapi.json")
-                if schema.status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"uvicorn did not start:\n{mail[0].read_text()}"
-            time.sleep(0.2)
-        yield Service(base, database_url, schema.json(), folder, mail)
+            smtp_env = project_env(**env, PYTHONUNBUFFERED="1")  # each mail in the log at once
+            stack.enter_context(background(smtp, project.path, smtp_env, mail[-1]))
+        served = stack.enter_context(serve_uvicorn(project, env, mail[0]))
+        schema = httpx.get(f"{served.base_url}/openapi.json").json()
+        yield Service(served.base_url, database_url, schema, folder, mail)
 
 
 def log_in(service: Service, email: str) -> dict[str, str]:

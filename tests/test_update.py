@@ -9,6 +9,7 @@ their services (with a database migrated to its own head) is updated with the
 """
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from copier import run_copy
 
 from hooks.linear_migrations import VERSIONS, parse_revision
@@ -45,6 +47,7 @@ from tests.update_scenario import (
 )
 
 COPIER = str(Path(sys.executable).parent / "copier")
+UPDATE_WORKFLOW = ".github/workflows/template-update.yml"
 HEALTH = "app/api/routes/health.py"
 MARKER = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
 # What the update to the next release changes in the changed project, and
@@ -238,6 +241,10 @@ def test_with_conflict_rej_the_overlap_is_left_in_a_rej_file(
     assert f'+router = APIRouter(prefix="/health", {USER_HEALTH_TAGS})\n' in rejected
     assert f"  {HEALTH}.rej  (the hunks of yours that did not apply)" in output
     assert USER_LOGIN_LIFETIME in (project.path / "app/core/config.py").read_text()
+    # The update workflow's check stops there, naming the file.
+    leftovers = run_workflow_step(project, "leftovers", tmp_path / "outputs")
+    assert leftovers.returncode == 1
+    assert f"::error file={HEALTH}.rej::" in leftovers.stdout
 
 
 def test_turning_an_option_on_adds_exactly_its_files(
@@ -297,6 +304,66 @@ def test_when_both_sides_changed_dependencies_the_readme_recipe_relocks(
     (own,) = (package for package in packages if package["name"] == "billing-api")
     dependencies = {dependency["name"] for dependency in own["dependencies"]}
     assert {USER_DEPENDENCY, TEMPLATE_DEPENDENCY} <= dependencies
+
+
+def run_workflow_step(
+    project: Project, step_id: str, outputs: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """A step of the project's template-update workflow, run as GitHub runs it.
+
+    Bash with `-eo pipefail`, `GITHUB_OUTPUT` a file, and the Copier of this
+    environment where the workflow installs its own.
+    """
+    workflow = yaml.safe_load((project.path / UPDATE_WORKFLOW).read_text())
+    (script,) = [
+        step["run"] for step in workflow["jobs"]["update"]["steps"] if step.get("id") == step_id
+    ]
+    path = f"{Path(COPIER).parent}{os.pathsep}{os.environ['PATH']}"
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=project.path,
+        env=project_env(GITHUB_OUTPUT=str(outputs), PATH=path, **env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_the_update_workflow_updates_on_a_branch_and_stops_on_a_conflict(
+    changed_project: ChangedProject, tmp_path: Path
+) -> None:
+    project = clone(changed_project, tmp_path / "project")
+    outputs = tmp_path / "outputs"
+
+    check = run_workflow_step(project, "check", outputs)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert outputs.read_text() == f"current={OLD_VERSION}\nlatest={NEW_VERSION}\n"
+
+    update = run_workflow_step(project, "update", outputs, LATEST=NEW_VERSION)
+    assert update.returncode == 0, update.stdout + update.stderr
+    branch = f"template-update/{NEW_VERSION}"
+    assert outputs.read_text().endswith(f"branch={branch}\n")
+    assert git(project.path, "branch", "--show-current") == f"{branch}\n"
+    assert f"_commit: {NEW_VERSION}\n" in (project.path / ".copier-answers.yml").read_text()
+
+    # The conflict on the line both sides changed stops the run before anything is pushed.
+    leftovers = run_workflow_step(project, "leftovers", outputs)
+    assert leftovers.returncode == 1
+    assert leftovers.stdout.splitlines() == [
+        f"::error file={HEALTH}::conflict markers left by copier update"
+    ]
+    assert "Updating from the template" in leftovers.stderr
+
+    # Settled, the check passes; committed, the project is at the newest release.
+    git(project.path, "checkout", "--ours", "--", HEALTH)
+    git(project.path, "add", "--all")
+    assert run_workflow_step(project, "leftovers", outputs).returncode == 0
+    git(project.path, "commit", "-q", "-m", "Update from the template")
+    outputs.unlink()
+    check = run_workflow_step(project, "check", outputs)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert outputs.read_text() == f"current={NEW_VERSION}\nlatest=\n"
 
 
 def snapshot(project: Project) -> tuple[str, str, str]:

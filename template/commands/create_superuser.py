@@ -15,9 +15,10 @@ from fastapi_users.exceptions import InvalidPasswordException, UserAlreadyExists
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import app.db.base  # noqa: F401 (every model: relationships resolve other models by name)
 from app.core.security import password_helper
 from app.core.users import get_user_db, get_user_manager
-from app.db.base import User  # with every model: User's relationships name them
+from app.db.models.user import User
 from app.db.session import async_session_maker, engine
 from app.schemas.user import UserCreate
 

@@ -13,7 +13,9 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
+from app.api.login_limit import FailedLoginLimiter, get_failed_login_limiter
 from app.core import email
+from app.core.config import settings
 from app.core.security import get_password_helper
 from app.db.models.user import User
 from app.db.session import get_async_session
@@ -57,10 +59,19 @@ def make_client(app: FastAPI) -> AsyncClient:
 
 
 @pytest.fixture
-def app_under_test(session: AsyncSession) -> Iterator[FastAPI]:
+def login_limiter() -> FailedLoginLimiter:
+    """The configured failed-login limits, counting this test's failures only."""
+    return FailedLoginLimiter(
+        "async+memory://", settings.LOGIN_FAILURES_PER_EMAIL, settings.LOGIN_FAILURES_PER_IP
+    )
+
+
+@pytest.fixture
+def app_under_test(session: AsyncSession, login_limiter: FailedLoginLimiter) -> Iterator[FastAPI]:
     """The app, with every request on the test's session and a cheap password hasher."""
     app.dependency_overrides[get_async_session] = lambda: session
     app.dependency_overrides[get_password_helper] = lambda: cheap_password_helper
+    app.dependency_overrides[get_failed_login_limiter] = lambda: login_limiter
     yield app
     app.dependency_overrides.clear()
 

@@ -2,8 +2,10 @@
 
 from collections.abc import AsyncIterator
 
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
+from starlette.responses import PlainTextResponse
 
+from app.api.middleware import HSTS, SecurityHeadersMiddleware
 from app.core.config import settings
 
 LIMIT = settings.MAX_REQUEST_BODY_BYTES
@@ -54,3 +56,18 @@ class TestSecurityHeaders:
         assert response.status_code == 200
         assert "content-security-policy" not in response.headers
         assert response.headers["x-content-type-options"] == "nosniff"
+
+    async def test_production_asks_browsers_for_https_only(self) -> None:
+        # main.py turns HSTS on when ENVIRONMENT is production.
+        app = SecurityHeadersMiddleware(PlainTextResponse("ok"), hsts=True)
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="https://x") as client:
+            response = await client.get("/api/anything")
+
+        assert response.headers["strict-transport-security"] == HSTS
+        assert response.headers["x-frame-options"] == "DENY"
+
+    async def test_other_environments_do_not_pin_https(self, client: AsyncClient) -> None:
+        # Development runs on plain http://localhost; HSTS there would stick in browsers.
+        response = await client.get("/api/health/live")
+
+        assert "strict-transport-security" not in response.headers

@@ -1,12 +1,16 @@
 """The engine, the session factory and the request-scoped session dependency."""
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from app.core.config import settings
+
+logger = logging.getLogger(__name__)
 
 engine = create_async_engine(
     settings.database_url,
@@ -29,8 +33,26 @@ async_session_maker = async_sessionmaker(engine, expire_on_commit=False)
 
 
 async def get_async_session() -> AsyncIterator[AsyncSession]:
-    async with async_session_maker() as session:
+    session = async_session_maker()
+    try:
         yield session
+    finally:
+        await close_or_discard(session)
+
+
+async def close_or_discard(session: AsyncSession) -> None:
+    """Close the session; if its connection broke, throw the connection away.
+
+    This runs after the response has started: an error raised here would cut
+    the response off (the client sees the connection drop) and a connection
+    left mid-operation must never go back to the pool. A database that went
+    away mid-request leaves just such a connection behind.
+    """
+    try:
+        await session.close()
+    except DBAPIError as exc:
+        logger.warning("Discarding a broken database connection: %r", exc)
+        await session.invalidate()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_async_session)]

@@ -1,0 +1,94 @@
+"""Serve a rendered project with a real uvicorn on a free loopback port, and always stop it.
+
+For tests about serving: the project's own virtualenv (`uv sync --locked` first),
+its own settings from the environment given, real HTTP. The server runs in a
+process group of its own, so that nothing it starts outlives the test.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import Project, project_env
+
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Service:
+    """A running service: where it answers and where its output goes."""
+
+    process: "subprocess.Popen[bytes]"
+    base_url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def serve(project: Project, env: Mapping[str, str], log: Path) -> Iterator[Service]:
+    """uvicorn serving `app.main:app` of `project`, answering /api/health/live.
+
+    Stopped on the way out like a deployment stops it (SIGTERM, which lets the
+    app close its connections), then killed with its whole group if it lingers.
+    """
+    port = free_port()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                str(project.path / ".venv" / "bin" / "uvicorn"),
+                "app.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            cwd=project.path,
+            env=project_env(**env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    service = Service(process, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_until_live(service)
+        yield service
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_until_live(service: Service) -> None:
+    """Until the process answers at all; whether it can serve is each test's question."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise AssertionError(f"uvicorn exited:\n{service.output()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{service.base_url}/api/health/live", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    message = f"uvicorn did not answer in {START_TIMEOUT_SECONDS} s:\n{service.output()}"
+    raise AssertionError(message)
