@@ -47,6 +47,8 @@ MAX_EXAMPLES = 10
 # revokes the token with the database strategy).
 SESSION_ENDING = ("/api/users/{id}", "/api/auth/logout")
 MAIL_TIMEOUT_SECONDS = 60
+# More than the rendered default of LOGIN_FAILURES_PER_EMAIL.
+LOGIN_ATTEMPTS = 20
 USER, SUPERUSER, OTHER = "user@example.com", "root@example.com", "other@example.com"
 PASSWORD = "correct-Horse-battery-9"  # noqa: S105 (made-up accounts)
 # The rendered default of MAX_REQUEST_BODY_BYTES, plus one.
@@ -258,6 +260,11 @@ def make_targeted_requests(service: Service, accounts: dict[str, dict[str, str]]
             user.request(method, other_url, json=body)
             client.request(method, other_url, json=body)
             client.request(method, "/api/users/not-an-id", json=body)
+        # Failed logins for one e-mail, until the limit answers (10 by default).
+        wrong = {"username": "limited@example.com", "password": "wrong password"}
+        for _ in range(LOGIN_ATTEMPTS):
+            if anonymous.post("/api/auth/login", data=wrong).status_code == 429:
+                break
         # A database whose schema is behind the code: not ready.
         with psycopg.connect(service.database_url, autocommit=True) as connection:
             revision = connection.execute("SELECT version_num FROM alembic_version").fetchone()
