@@ -54,6 +54,7 @@ MARKER = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
 # nothing else: `git status --porcelain` lines.
 RELEASE_CHANGES = {
     " M .copier-answers.yml",
+    " M .env.example",
     " M app/core/config.py",
     " M app/db/base.py",
     f"?? {VERSIONS}/{AUDIT_MIGRATION_NAME}",
