@@ -146,6 +146,12 @@ def next_release(template: Path) -> None:
         "    MAX_REQUEST_BODY_BYTES: int = Field(default=1_048_576, gt=0)\n",
         "    MAX_REQUEST_BODY_BYTES: int = Field(default=1_048_576, gt=0)\n" + RETENTION_SETTING,
     )
+    # Documented in .env.example, which the rendered suite checks against Settings.
+    replace_once(
+        source / ".env.example.jinja",
+        "MAX_REQUEST_BODY_BYTES=1048576\n",
+        "MAX_REQUEST_BODY_BYTES=1048576\n# Days audit events are kept.\nAUDIT_RETENTION_DAYS=90\n",
+    )
     # An edited route, on the line the user edits too.
     replace_once(source / "app/api/routes/health.py", 'tags=["health"]', TEMPLATE_HEALTH_TAGS)
     # A removed question: pre-commit is no longer optional, and its file changes.
