@@ -149,6 +149,16 @@ def finished_process() -> int:
     return int(finished.stdout)
 
 
+def copy_stopped(data_dir: Path, copy: Path) -> Path:
+    """A copy of the folder of `data_dir`'s server, stopped for the copy: cheaper than initdb.
+
+    `cp -a` keeps the files' owner: as root, PostgreSQL runs as another user.
+    """
+    local_postgres.stop(data_dir)
+    subprocess.run(["cp", "-a", str(data_dir), str(copy)], check=True)  # noqa: S603, S607
+    return copy
+
+
 def folders(parent: Path) -> list[Path]:
     return sorted(parent.iterdir())
 
@@ -157,9 +167,11 @@ class TestThrowaway:
     async def test_runs_beside_another_server_and_leaves_nothing(
         self, data_dir: Path, scratch: Path
     ) -> None:
+        killed_run = local_postgres.start(
+            copy_stopped(data_dir, scratch / f"throwaway-{finished_process()}")
+        )
         project = local_postgres.start(data_dir)
         await query(project, "CREATE TABLE only_in_the_project (n int)")
-        killed_run = local_postgres.start(scratch / f"throwaway-{finished_process()}")
 
         with local_postgres.throwaway(scratch) as server:
             assert server.pid != project.pid

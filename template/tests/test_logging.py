@@ -178,7 +178,7 @@ def wait_until_live(base_url: str, server: subprocess.Popen[str]) -> None:
             httpx.get(base_url + LIVE_URL).raise_for_status()
             return
         except httpx.TransportError:
-            time.sleep(0.1)
+            time.sleep(0.02)
     raise AssertionError("uvicorn did not start")
 
 

@@ -4,6 +4,7 @@ import logging
 import re
 
 import pytest
+from argon2 import DEFAULT_MEMORY_COST, DEFAULT_PARALLELISM, DEFAULT_TIME_COST
 from httpx import AsyncClient, Response
 
 from app.core.security import password_helper
@@ -15,11 +16,15 @@ MARKER = "Tr0ub4dor&3"
 FIRST, WRONG, SECOND, THIRD = (f"{MARKER} {word} horse" for word in ("one", "bad", "two", "three"))
 
 
-async def test_the_service_hashes_with_argon2id() -> None:
-    # The production helper (the suite's other tests use a cheaper Argon2).
+async def test_the_service_hashes_with_argon2id_at_production_cost() -> None:
+    """The one test that pays for production Argon2: every other test uses a cheap one.
+
+    create_superuser hashes with this same helper (test_create_superuser.py).
+    """
     hashed = await password_helper.hash_async(FIRST)
 
-    assert hashed.startswith("$argon2id$v=19$")
+    production = f"m={DEFAULT_MEMORY_COST},t={DEFAULT_TIME_COST},p={DEFAULT_PARALLELISM}"
+    assert hashed.startswith(f"$argon2id$v=19${production}$")
     assert MARKER not in hashed
     assert await password_helper.verify_and_update_async(FIRST, hashed) == (True, None)
 
