@@ -9,7 +9,6 @@ import atexit
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.conftest import project_env
+from tests.conftest import free_port, project_env
 
 READY_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 15
@@ -48,12 +47,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def stop_all() -> None:
     for process in list(_running):
         _stop(process)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PeakMemory:

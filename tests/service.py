@@ -8,7 +8,6 @@ process group of its own, so that nothing it starts outlives the test.
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -17,16 +16,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Project, project_env
+from tests.conftest import Project, free_port, project_env
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

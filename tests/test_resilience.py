@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Project, Renders, outside_pytest_tmp
+from tests.conftest import Project, Renders, free_port, outside_pytest_tmp
 from tests.owned_postgres import OwnedPostgres, owned_postgres
-from tests.service import Service, free_port, serve
+from tests.service import Service, serve
 
 DATABASE = "resilience"
 PASSWORD = "correct-Horse-battery-9"  # noqa: S105 (the test users' password)

@@ -31,8 +31,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import Project, Renders, fresh_databases, project_env
-from tests.service import free_port
+from tests.conftest import Project, Renders, free_port, fresh_databases, project_env
 from tests.service import serve as serve_uvicorn
 
 COMBINATIONS = (
