@@ -198,7 +198,7 @@ def test_service_recovers_when_its_database_restarts_while_idle(
         running.stop()
         running.start()
 
-        # Each was checked before use (pool_pre_ping) and replaced: not one request fails.
+        # Each was found closed when the pool handed it out, and replaced: not one request fails.
         assert get_at_once(service, headers, ["/api/users/me"] * 10) == [200] * 10
     assert_no_unhandled_errors(service)
 

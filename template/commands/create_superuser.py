@@ -6,7 +6,6 @@ never from the command line, where shell history and `ps` would keep it.
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import os
 import sys
@@ -22,20 +21,12 @@ from app.db.models.user import User
 from app.db.session import async_session_maker, engine
 from app.schemas.user import UserCreate
 
-get_user_db_context = contextlib.asynccontextmanager(get_user_db)
-get_user_manager_context = contextlib.asynccontextmanager(get_user_manager)
-
 
 async def create_superuser(session: AsyncSession, email: str, password: str) -> User:
     """Create an active, verified superuser through the user manager (same rules as the API)."""
-    async with (
-        get_user_db_context(session) as user_db,
-        get_user_manager_context(user_db, password_helper) as user_manager,
-    ):
-        user_create = UserCreate(
-            email=email, password=password, is_superuser=True, is_verified=True
-        )
-        return await user_manager.create(user_create)
+    user_manager = await get_user_manager(await get_user_db(session), password_helper)
+    user_create = UserCreate(email=email, password=password, is_superuser=True, is_verified=True)
+    return await user_manager.create(user_create)
 
 
 async def main(email: str, password: str) -> int:

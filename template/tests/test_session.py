@@ -1,10 +1,23 @@
-"""The request's session: a connection that broke mid-request never goes back to the pool."""
+"""The request's session: no round trip it does not need, and no broken connection reused.
+
+Most tests run on one rolled-back connection (tests/conftest.py); these use the
+app's own engine and sessions, as requests in production do.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
+from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
+from sqlalchemy import delete, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from app.db.session import close_or_discard
+from app.core.users import Strategy, UserManager
+from app.db.models.user import User
+from app.db.session import async_session_maker, autocommit_reads, close_or_discard
+from app.db.session import engine as app_engine
+from tests.factories import cheap_password_helper, create_user
 
 
 async def test_broken_connection_is_discarded_not_raised(
@@ -27,3 +40,92 @@ async def test_broken_connection_is_discarded_not_raised(
 
     assert not pooled.is_valid
     assert "Discarding a broken database connection" in caplog.text
+
+
+@pytest.fixture
+async def committed_user(engine: AsyncEngine) -> AsyncIterator[User]:
+    """A user committed for real, seen by the app's own sessions; deleted afterwards.
+
+    `engine` (the tests' engine) is here for the migrated database it brings.
+    """
+    async with async_session_maker() as session:
+        user = await create_user(session)
+        await session.commit()
+    yield user
+    async with async_session_maker() as session:
+        await session.execute(delete(User).where(User.id == user.id))
+        await session.commit()
+    # The app's pool holds connections of this test's event loop: close them.
+    await app_engine.dispose()
+
+
+async def in_one_transaction(session: AsyncSession) -> bool:
+    """Whether two statements in a row run in the same transaction."""
+    query = text("SELECT transaction_timestamp()")
+    first = await session.scalar(query)
+    second = await session.scalar(query)
+    return bool(first == second)
+
+
+async def test_autocommit_reads_need_no_transaction(committed_user: User) -> None:
+    async with async_session_maker() as session:
+        async with autocommit_reads(session):
+            assert not await in_one_transaction(session)
+            user = await session.get(User, committed_user.id)
+
+        # Nothing held: the connection is back in the pool, the user still in the session.
+        assert not session.in_transaction()
+        assert app_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert user is not None
+        assert user in session
+
+        # What comes next is a transaction as usual: a rollback undoes its writes.
+        user.is_verified = not committed_user.is_verified
+        await session.flush()
+        assert await in_one_transaction(session)
+        await session.rollback()
+
+    async with async_session_maker() as session:
+        stored = await session.get(User, committed_user.id)
+        assert stored is not None
+        assert stored.is_verified == committed_user.is_verified
+
+
+async def test_autocommit_reads_join_a_transaction_in_progress(committed_user: User) -> None:
+    async with async_session_maker() as session, session.begin():
+        await session.get(User, committed_user.id)
+        async with autocommit_reads(session):
+            assert await in_one_transaction(session)
+        assert session.in_transaction()
+
+
+async def test_authentication_reads_without_a_transaction(committed_user: User) -> None:
+    async with async_session_maker() as session:  # The login's.
+        token = await Strategy(session).write_token(committed_user)
+
+    async with async_session_maker() as session:  # A later request's.
+        user_manager = UserManager(SQLAlchemyUserDatabase(session, User), cheap_password_helper)
+        user = await Strategy(session).read_token(token, user_manager)
+
+        assert user is not None
+        assert user.id == committed_user.id
+        # Attached to the request's session, for the endpoint to change it...
+        assert user in session
+        # ...which holds no transaction, nor a connection, until it needs one.
+        assert not session.in_transaction()
+        assert app_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_connection_the_server_closed_is_replaced_before_use(
+    committed_user: User, connection: AsyncConnection
+) -> None:
+    """As after a database restart: the next request gets a new connection, not an error."""
+    async with app_engine.connect() as pooled:
+        closed_pid = await pooled.scalar(text("SELECT pg_backend_pid()"))
+    # Back in the pool, idle; the server ends it, as a restart does (and waits until it has).
+    terminate = text("SELECT pg_terminate_backend(:pid, :timeout_ms)")
+    assert await connection.scalar(terminate, {"pid": closed_pid, "timeout_ms": 5000})
+    await asyncio.sleep(0.1)  # For the closed socket to reach asyncpg.
+
+    async with app_engine.connect() as pooled:
+        assert await pooled.scalar(text("SELECT pg_backend_pid()")) != closed_pid

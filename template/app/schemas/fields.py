@@ -1,8 +1,18 @@
 """Constraints and validators shared by the schemas."""
 
+from typing import Annotated
+
+from pydantic import WithJsonSchema
+
 # PostgreSQL text cannot hold NUL characters: refuse them as bad input (422)
 # instead of letting the database driver fail on them (500).
 NUL_FREE_PATTERN = r"^[^\x00]*$"
+
+# An address read back from the users table, validated when it was stored:
+# validating it again on the way out cost more than the query of a post list,
+# and as much as checking the token of `GET /api/users/me`. Documented as an
+# e-mail address all the same.
+StoredEmail = Annotated[str, WithJsonSchema({"type": "string", "format": "email"})]
 
 
 def reject_null[T](value: T | None) -> T:
