@@ -8,12 +8,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
 from sqlalchemy import delete, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from app.core.users import Strategy, UserManager
+from app.core.users import Strategy, UserManager, get_user_db
 from app.db.models.user import User
 from app.db.session import async_session_maker, autocommit_reads, close_or_discard
 from app.db.session import engine as app_engine
@@ -104,7 +103,7 @@ async def test_authentication_reads_without_a_transaction(committed_user: User) 
         token = await Strategy(session).write_token(committed_user)
 
     async with async_session_maker() as session:  # A later request's.
-        user_manager = UserManager(SQLAlchemyUserDatabase(session, User), cheap_password_helper)
+        user_manager = UserManager(await get_user_db(session), cheap_password_helper)
         user = await Strategy(session).read_token(token, user_manager)
 
         assert user is not None

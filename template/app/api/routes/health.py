@@ -17,7 +17,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from app.db.session import SessionDep
+from app.db.session import SessionDep, autocommit_reads
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -56,7 +56,7 @@ NOT_READY: dict[int | str, dict[str, Any]] = {
 async def ready(session: SessionDep, response: Response) -> Readiness:
     """The database answers and its schema is at the code's migration head."""
     try:
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS), autocommit_reads(session):
             revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
     except Exception as exc:  # noqa: BLE001 (any failure means "not ready", with its reason)
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
