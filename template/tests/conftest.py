@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from app.api.login_limit import FailedLoginLimiter, get_failed_login_limiter
 from app.core import email
@@ -87,6 +88,22 @@ def app_under_test(session: AsyncSession, login_limiter: FailedLoginLimiter) -> 
     app.dependency_overrides[get_failed_login_limiter] = test_login_limiter
     yield app
     app.dependency_overrides.clear()
+
+
+@pytest.fixture
+async def unreachable_database(app_under_test: FastAPI) -> AsyncIterator[None]:
+    """Requests connect to a server that refuses: port 9 (discard), where nothing listens."""
+    unreachable = create_async_engine(
+        "postgresql+asyncpg://nobody@127.0.0.1:9/none", poolclass=NullPool
+    )
+
+    async def session_without_database() -> AsyncIterator[AsyncSession]:
+        async with AsyncSession(unreachable) as session:
+            yield session
+
+    app_under_test.dependency_overrides[get_async_session] = session_without_database
+    yield
+    await unreachable.dispose()
 
 
 @pytest.fixture

@@ -62,6 +62,28 @@ async def test_unavailable_database_is_503(
     assert response.headers["Retry-After"] == "5"
 
 
+@pytest.mark.usefixtures("unreachable_database")
+async def test_unreachable_database_is_503(client: AsyncClient) -> None:
+    # asyncpg's own socket error (connection refused), raised while SQLAlchemy connects.
+    response = await client.post("/api/auth/login", data=CREDENTIALS)
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize(
+    "error", [TimeoutError("the app's own"), ConnectionRefusedError("some other service")]
+)
+async def test_other_socket_errors_stay_errors(
+    client: AsyncClient, app_under_test: FastAPI, error: OSError
+) -> None:
+    """A timeout or refusal of the app's own I/O is a bug to see, not a database outage."""
+    app_under_test.dependency_overrides[get_async_session] = failing_session(error)
+
+    with pytest.raises(type(error)):
+        await client.post("/api/auth/login", data=CREDENTIALS)
+
+
 async def test_other_database_errors_stay_errors(
     client: AsyncClient, app_under_test: FastAPI
 ) -> None:

@@ -1,14 +1,9 @@
 """/api/health: liveness without I/O, readiness with the database and its revision."""
 
-from collections.abc import AsyncIterator
-
-from fastapi import FastAPI
+import pytest
 from httpx import AsyncClient
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.pool import NullPool
-
-from app.db.session import get_async_session
+from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class TestLive:
@@ -37,20 +32,8 @@ class TestReady:
         assert response.json()["status"] == "unavailable"
         assert "at revision older" in response.json()["database"]
 
-    async def test_is_503_when_the_database_is_unreachable(
-        self, client: AsyncClient, app_under_test: FastAPI
-    ) -> None:
-        # Port 9 (discard) on loopback: nothing listens, the connection is refused.
-        unreachable = create_async_engine(
-            "postgresql+asyncpg://nobody@127.0.0.1:9/none", poolclass=NullPool
-        )
-
-        async def session_without_database() -> AsyncIterator[AsyncSession]:
-            async with AsyncSession(unreachable) as session:
-                yield session
-
-        app_under_test.dependency_overrides[get_async_session] = session_without_database
-
+    @pytest.mark.usefixtures("unreachable_database")
+    async def test_is_503_when_the_database_is_unreachable(self, client: AsyncClient) -> None:
         response = await client.get("/api/health")
 
         assert response.status_code == 503
@@ -58,4 +41,3 @@ class TestReady:
             "status": "unavailable",
             "database": "unreachable (ConnectionRefusedError)",
         }
-        await unreachable.dispose()
