@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -96,6 +96,25 @@ async def test_autocommit_reads_join_a_transaction_in_progress(committed_user: U
         async with autocommit_reads(session):
             assert await in_one_transaction(session)
         assert session.in_transaction()
+
+
+async def test_autocommit_reads_never_flush_pending_changes(committed_user: User) -> None:
+    async with async_session_maker() as session:
+        async with autocommit_reads(session):
+            user = await session.get(User, committed_user.id)
+        assert user is not None
+        user.is_verified = not committed_user.is_verified  # Not flushed yet.
+        async with autocommit_reads(session):
+            # The query flushes the change first: inside a transaction, as usual...
+            await session.scalar(select(User).where(User.id == committed_user.id))
+            assert await in_one_transaction(session)
+        await session.rollback()
+
+    # ...so the rollback took it back.
+    async with async_session_maker() as session:
+        stored = await session.get(User, committed_user.id)
+        assert stored is not None
+        assert stored.is_verified == committed_user.is_verified
 
 
 async def test_authentication_reads_without_a_transaction(committed_user: User) -> None:

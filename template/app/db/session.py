@@ -93,8 +93,9 @@ async def autocommit_reads(session: AsyncSession) -> AsyncIterator[None]:
 
     Objects loaded inside stay in the session, and what the session does next
     runs in a transaction of its own as usual. When the session is already in
-    a transaction, or works on a connection it does not own (the tests' rolled-
-    back one), the reads simply join what is there.
+    a transaction (as soon as it holds a change: adding or changing an object
+    begins one, so its flush is never autocommitted), or works on a connection
+    it does not own (the tests' rolled-back one), the reads simply join it.
     """
     if session.in_transaction() or not isinstance(session.bind, AsyncEngine):
         yield
