@@ -66,6 +66,14 @@ async def in_one_transaction(session: AsyncSession) -> bool:
     return bool(first == second)
 
 
+async def assert_stored_as_committed(user: User) -> None:
+    """The database still holds `user` as committed: a rollback took every change back."""
+    async with async_session_maker() as session:
+        stored = await session.get(User, user.id)
+    assert stored is not None
+    assert stored.is_verified == user.is_verified
+
+
 async def test_autocommit_reads_need_no_transaction(committed_user: User) -> None:
     async with async_session_maker() as session:
         async with autocommit_reads(session):
@@ -84,10 +92,7 @@ async def test_autocommit_reads_need_no_transaction(committed_user: User) -> Non
         assert await in_one_transaction(session)
         await session.rollback()
 
-    async with async_session_maker() as session:
-        stored = await session.get(User, committed_user.id)
-        assert stored is not None
-        assert stored.is_verified == committed_user.is_verified
+    await assert_stored_as_committed(committed_user)
 
 
 async def test_autocommit_reads_join_a_transaction_in_progress(committed_user: User) -> None:
@@ -111,10 +116,7 @@ async def test_autocommit_reads_never_flush_pending_changes(committed_user: User
         await session.rollback()
 
     # ...so the rollback took it back.
-    async with async_session_maker() as session:
-        stored = await session.get(User, committed_user.id)
-        assert stored is not None
-        assert stored.is_verified == committed_user.is_verified
+    await assert_stored_as_committed(committed_user)
 
 
 async def test_authentication_reads_without_a_transaction(committed_user: User) -> None:
