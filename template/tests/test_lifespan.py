@@ -1,0 +1,24 @@
+"""The application's start-up and shutdown (the lifespan in app/main.py)."""
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from app.main import app
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """No object frozen before the test, and none left frozen for the rest of the run."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+@pytest.mark.usefixtures("unfrozen")
+async def test_start_up_takes_what_it_built_out_of_the_collectors_way() -> None:
+    async with app.router.lifespan_context(app):
+        assert gc.get_freeze_count() > 0
+        # Frozen objects are left out of every generation the collector walks.
+        assert not any(tracked is app for tracked in gc.get_objects())
