@@ -61,13 +61,14 @@ def production_workers() -> int:
     return os.cpu_count() or 1
 
 
-def machine(database_version: str) -> dict[str, Any]:
+def machine(database_version: str, service_python: str) -> dict[str, Any]:
     return {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "system": platform.platform(),
         "python": platform.python_version(),
+        "python_of_the_service": service_python,
         "postgresql": database_version,
         "load_average_at_start": os.getloadavg(),
     }
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         progress("rendering and installing the serving project")
         project.render_cli(template, folder / "serving")
         project.sync(folder / "serving")
+        service_python = project.python_version(folder / "serving")
         measure_projects(template, folder, args.runs, results)
         measure_serving(folder, args, results)
     if not args.no_matrix:
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "started": started.isoformat(timespec="seconds"),
-        "machine": machine(database_version),
+        "machine": machine(database_version, service_python),
         "options": {key: str(value) for key, value in vars(args).items()},
         "measurements": results.as_json(),
         "details": results.details,

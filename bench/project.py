@@ -64,6 +64,12 @@ def sync(project: Path) -> float:
     return run(["uv", "sync", "--locked"], cwd=project)[0]
 
 
+def python_version(project: Path) -> str:
+    """The Python the project runs on: the one its .python-version pins, as uv found it."""
+    code = "import platform; print(platform.python_version())"
+    return run(["uv", "run", "--locked", "python", "-c", code], cwd=project)[1].strip()
+
+
 def migrate(project: Path, databases: Databases) -> float:
     command = ["uv", "run", "--locked", "alembic", "upgrade", "head"]
     return run(command, cwd=project, env=database_env(databases))[0]
