@@ -7,16 +7,16 @@ import threading
 import time
 
 from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 
 from app.core.security import HASHING_NICENESS, ThreadedPasswordHelper
+from tests.factories import CheapArgon2Hasher
 
 
-class WatchedHasher(Argon2Hasher):
+class WatchedHasher(CheapArgon2Hasher):
     """The suite's cheap Argon2, noting where each hash runs and how many run at once."""
 
     def __init__(self) -> None:
-        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        super().__init__()
         self.threads: set[str] = set()
         self.niceness: set[int] = set()
         self.running = 0
