@@ -118,8 +118,8 @@ def test_the_login_route_documents_its_429(app_under_test: FastAPI) -> None:
     assert "Retry-After" in responses["429"]["headers"]
 
 
-def test_the_limiter_is_wired_to_the_settings() -> None:
-    limiter = get_failed_login_limiter()
+async def test_the_limiter_is_wired_to_the_settings() -> None:
+    limiter = await get_failed_login_limiter()
 
     assert limiter.limits == {
         "email": parse(settings.LOGIN_FAILURES_PER_EMAIL),

@@ -116,8 +116,12 @@ failed_login_limiter = FailedLoginLimiter(
 )
 
 
-def get_failed_login_limiter() -> FailedLoginLimiter:
-    """Dependency, so that each test can count on a limiter of its own."""
+async def get_failed_login_limiter() -> FailedLoginLimiter:
+    """Dependency, so that each test can count on a limiter of its own.
+
+    `async` although it does not await: FastAPI runs plain `def` dependencies in
+    its thread pool (see get_password_helper).
+    """
     return failed_login_limiter
 
 
