@@ -1,9 +1,11 @@
 """Fixtures: one migrated database per run, one rolled-back transaction per test.
 
 Every test runs inside a transaction that is rolled back at its end, so tests
-never see each other's rows and no cleanup code is needed. The application's
-own commits (fastapi-users commits inside its adapter) only release a
-SAVEPOINT within that transaction.
+never see each other's rows and no cleanup code is needed. The test's `session`
+and each request's own session (one per request, as in production) work inside
+that transaction: their commits (fastapi-users commits inside its adapter) only
+release a SAVEPOINT. A request sees what the test flushed; after a request, an
+object the test holds is as the test left it until `await session.refresh(obj)`.
 """
 
 from collections.abc import AsyncIterator, Iterator
@@ -11,13 +13,20 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 
-from app.api.login_limit import FailedLoginLimiter, get_failed_login_limiter
-from app.core import email
+from app.api import login_limit
+from app.api.login_limit import FailedLoginLimiter
+from app.core import email, security
 from app.core.config import settings
-from app.core.security import ThreadedPasswordHelper, get_password_helper
+from app.db import session as app_session
 from app.db.models.user import User
 from app.db.session import get_async_session
 from app.main import app
@@ -46,11 +55,16 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         await transaction.rollback()
 
 
+def sessions_in(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    """Sessions inside the test's transaction: their commits only release a SAVEPOINT."""
+    return async_sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+
+
 @pytest.fixture
 async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
-    async with AsyncSession(
-        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-    ) as session:
+    async with sessions_in(connection)() as session:
         yield session
 
 
@@ -68,24 +82,19 @@ def login_limiter() -> FailedLoginLimiter:
 
 
 @pytest.fixture
-def app_under_test(session: AsyncSession, login_limiter: FailedLoginLimiter) -> Iterator[FastAPI]:
-    """The app, with every request on the test's session and a cheap password hasher.
+def app_under_test(
+    connection: AsyncConnection, login_limiter: FailedLoginLimiter, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FastAPI]:
+    """The app, its requests inside the test's transaction, with a cheap password hasher.
 
-    The overrides are `async def`: FastAPI would run lambdas in its thread pool.
+    What the app's dependencies return is swapped where they read it, not with
+    `app.dependency_overrides`: while any override is set, FastAPI analyses every
+    dependency of every request again, a quarter of the suite's time. A test that
+    overrides one anyway has it cleared at the end.
     """
-
-    async def test_session() -> AsyncSession:
-        return session
-
-    async def test_password_helper() -> ThreadedPasswordHelper:
-        return cheap_password_helper
-
-    async def test_login_limiter() -> FailedLoginLimiter:
-        return login_limiter
-
-    app.dependency_overrides[get_async_session] = test_session
-    app.dependency_overrides[get_password_helper] = test_password_helper
-    app.dependency_overrides[get_failed_login_limiter] = test_login_limiter
+    monkeypatch.setattr(app_session, "async_session_maker", sessions_in(connection))
+    monkeypatch.setattr(security, "password_helper", cheap_password_helper)
+    monkeypatch.setattr(login_limit, "failed_login_limiter", login_limiter)
     yield app
     app.dependency_overrides.clear()
 
