@@ -89,8 +89,8 @@ def app_under_test(
 
     What the app's dependencies return is swapped where they read it, not with
     `app.dependency_overrides`: while any override is set, FastAPI analyses every
-    dependency of every request again, a quarter of the suite's time. A test that
-    overrides one anyway has it cleared at the end.
+    dependency of every request again, a quarter of the time of the tests that
+    start no process. A test that overrides one anyway has it cleared at the end.
     """
     monkeypatch.setattr(app_session, "async_session_maker", sessions_in(connection))
     monkeypatch.setattr(security, "password_helper", cheap_password_helper)
