@@ -113,6 +113,8 @@ def measure_serving(folder: Path, args: argparse.Namespace, results: Results) ->
             for name, workers in configurations:
                 progress(f"serving, {name}, run {run_number}/{args.runs}")
                 serving.run_configuration(name, workers, options, results, run_number)
+            progress(f"serving, the reference points, run {run_number}/{args.runs}")
+            serving.run_reference(options, results, run_number)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,12 +88,21 @@ class PeakMemory:
 
 @contextmanager
 def serve(
-    project: Path, workers: int, env: dict[str, str], log: Path
+    project: Path,
+    workers: int,
+    env: dict[str, str],
+    log: Path,
+    *,
+    app: tuple[str, ...] = ("app.main:app",),
+    ready_path: str = "/api/health",
 ) -> Iterator[tuple[str, PeakMemory]]:
-    """uvicorn with the Dockerfile's flags and WEB_CONCURRENCY workers; its URL and monitor."""
+    """uvicorn with the Dockerfile's flags and WEB_CONCURRENCY workers; its URL and monitor.
+
+    `app` is uvicorn's application argument, with any options that find it.
+    """
     port = free_port()
     uvicorn = project / ".venv" / "bin" / "uvicorn"
-    command = [str(uvicorn), "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(uvicorn), *app, "--host", "127.0.0.1", "--port", str(port)]
     with log.open("ab") as output:
         process = subprocess.Popen(
             [*command, "--proxy-headers"],
@@ -107,7 +116,7 @@ def serve(
     monitor = PeakMemory(process.pid)
     try:
         base_url = f"http://127.0.0.1:{port}"
-        wait_until_ready(base_url, process, log)
+        wait_until_ready(f"{base_url}{ready_path}", process, log)
         yield base_url, monitor
     finally:
         monitor.stop()
@@ -119,13 +128,13 @@ def log_tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_until_ready(ready_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}:\n{log_tail(log)}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base_url}/api/health", timeout=2).status_code == httpx.codes.OK:
+            if httpx.get(ready_url, timeout=2).status_code == httpx.codes.OK:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"the server did not answer /api/health within {READY_TIMEOUT_SECONDS} s")
+    raise RuntimeError(f"the server did not answer {ready_url} within {READY_TIMEOUT_SECONDS} s")

@@ -5,7 +5,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Decimal places shown per unit: enough to compare, no false precision.
-DIGITS = {"s": 2, "ms": 1, "req/s": 0, "MiB": 0, "tests": 0, "requests": 0, "% of a core": 0}
+DIGITS = {
+    "s": 2,
+    "ms": 1,
+    "µs": 0,
+    "req/s": 0,
+    "MiB": 0,
+    "tests": 0,
+    "requests": 0,
+    "% of a core": 0,
+}
 
 
 @dataclass
