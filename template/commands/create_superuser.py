@@ -15,8 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import app.db.base  # noqa: F401 (every model: relationships resolve other models by name)
-from app.core.security import password_helper
-from app.core.users import get_user_db, get_user_manager
+from app.core.users import get_user_manager
 from app.db.models.user import User
 from app.db.session import async_session_maker, engine
 from app.schemas.user import UserCreate
@@ -24,7 +23,7 @@ from app.schemas.user import UserCreate
 
 async def create_superuser(session: AsyncSession, email: str, password: str) -> User:
     """Create an active, verified superuser through the user manager (same rules as the API)."""
-    user_manager = await get_user_manager(await get_user_db(session), password_helper)
+    user_manager = await get_user_manager(session)
     user_create = UserCreate(email=email, password=password, is_superuser=True, is_verified=True)
     return await user_manager.create(user_create)
 

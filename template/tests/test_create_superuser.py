@@ -10,24 +10,20 @@ import pytest
 from fastapi_users.exceptions import UserAlreadyExists
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import security
 from app.core.config import settings
-from app.core.security import password_helper
 from commands import create_superuser as command
 from tests.factories import DEFAULT_PASSWORD, cheap_password_helper, create_user
 
 
 @pytest.fixture
 def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The suite's cheap Argon2 parameters for the command, whose flows are under test."""
-    monkeypatch.setattr(command, "password_helper", cheap_password_helper)
+    """The suite's cheap Argon2 parameters for the command, whose flows are under test.
 
-
-def test_hashes_with_the_services_production_helper() -> None:
-    """The helper whose Argon2 cost test_passwords.py checks: the suite pays for it once.
-
-    Looked up in the module's namespace: the command imports it, and does not re-export it.
+    Swapped for the service's own helper, whose production cost test_passwords.py
+    checks: a hash by the cheap one below shows the command uses the service's.
     """
-    assert vars(command)["password_helper"] is password_helper
+    monkeypatch.setattr(security, "password_helper", cheap_password_helper)
 
 
 @pytest.mark.usefixtures("cheap_hashing")

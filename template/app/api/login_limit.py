@@ -120,7 +120,7 @@ async def get_failed_login_limiter() -> FailedLoginLimiter:
     """Dependency, so that each test can count on a limiter of its own.
 
     `async` although it does not await: FastAPI runs plain `def` dependencies in
-    its thread pool (see get_password_helper).
+    its thread pool (see get_strategy in app/core/users.py).
     """
     return failed_login_limiter
 

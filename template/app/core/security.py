@@ -82,12 +82,3 @@ class ThreadedPasswordHelper(PasswordHelper):
 
 
 password_helper = ThreadedPasswordHelper()
-
-
-async def get_password_helper() -> ThreadedPasswordHelper:
-    """Dependency, so that tests can swap in a cheap hasher.
-
-    `async` although it does not await: FastAPI runs plain `def` dependencies in
-    its thread pool, a round trip that cost more than the whole JWT check.
-    """
-    return password_helper
