@@ -218,6 +218,13 @@ def test_served_app_writes_json_lines_and_one_access_line_per_request() -> None:
     assert "token=abc" not in output
 
 
+def test_alembics_set_up_stays_out_of_the_log() -> None:
+    """The ready check's first run imports Alembic, whose plugins announce themselves
+    at INFO: lines about Alembic's set-up in the log of whichever request came first.
+    """
+    assert not logging.getLogger("alembic.runtime.plugins").isEnabledFor(logging.INFO)
+
+
 @pytest.fixture
 def captured(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Every record of every logger, at DEBUG."""

