@@ -7,6 +7,7 @@ from starlette.responses import PlainTextResponse
 
 from app.api.middleware import HSTS, SecurityHeadersMiddleware
 from app.core.config import settings
+from app.db.models.user import User
 
 LIMIT = settings.MAX_REQUEST_BODY_BYTES
 
@@ -17,6 +18,17 @@ class TestBodySizeLimit:
 
         assert response.status_code == 413
         assert response.json() == {"detail": f"Request body larger than {LIMIT} bytes"}
+
+    async def test_declared_oversized_body_is_refused_before_the_endpoint_runs(
+        self, superuser_client: AsyncClient, user: User
+    ) -> None:
+        """Also where the endpoint reads no body: FastAPI's own `max_body_size` would
+        let this deletion happen, then send a 413 in place of its response."""
+        url = f"/api/users/{user.id}"
+        response = await superuser_client.request("DELETE", url, content=b"x" * (LIMIT + 1))
+
+        assert response.status_code == 413
+        assert (await superuser_client.get(url)).status_code == 200
 
     async def test_streamed_oversized_body_is_413(self, client: AsyncClient) -> None:
         async def chunks() -> AsyncIterator[bytes]:

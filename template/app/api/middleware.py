@@ -21,7 +21,12 @@ HSTS = "max-age=63072000; includeSubDomains"
 
 
 class BodySizeLimitMiddleware:
-    """Refuse request bodies above `max_bytes` with 413 before they fill memory."""
+    """Refuse request bodies above `max_bytes` with 413 before they fill memory.
+
+    Not FastAPI's own `max_body_size`: that checks a declared length only when the
+    endpoint reads the body or starts its response, so an endpoint that reads none
+    (a DELETE) would run first, and its answer be replaced by a plain-text 413.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
