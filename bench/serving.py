@@ -143,10 +143,8 @@ class Serving:
             # As in the rendered app, whose own access line replaces uvicorn's.
             "--no-access-log",
         )
-        with serve(self.project, 1, env, self.log, app=app, ready_path="/bare") as (
-            base_url,
-            monitor,
-        ):
+        server = serve(self.project, 1, env, self.log, app=app, ready_path="/bare")
+        with server as (base_url, monitor):
             measured = Measured(self, REFERENCE, base_url, monitor, options, results, run_number)
             for label, request in REFERENCE_SCENARIOS:
                 measured.measure(label, request, "")
