@@ -139,7 +139,9 @@ class Serving:
             "REFERENCE_POOL_SIZE": str(options.connections),
         }
         app = (
-            *("--app-dir", str(REFERENCE_APP.parent), f"{REFERENCE_APP.stem}:app"),
+            "--app-dir",
+            str(REFERENCE_APP.parent),
+            f"{REFERENCE_APP.stem}:app",
             # As in the rendered app, whose own access line replaces uvicorn's.
             "--no-access-log",
         )

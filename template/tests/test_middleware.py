@@ -23,7 +23,8 @@ class TestBodySizeLimit:
         self, superuser_client: AsyncClient, user: User
     ) -> None:
         """Also where the endpoint reads no body: FastAPI's own `max_body_size` would
-        let this deletion happen, then send a 413 in place of its response."""
+        let this deletion happen, then send a 413 in place of its response.
+        """
         url = f"/api/users/{user.id}"
         response = await superuser_client.request("DELETE", url, content=b"x" * (LIMIT + 1))
 
