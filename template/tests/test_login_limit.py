@@ -12,7 +12,7 @@ from app.api.login_limit import (
     TOO_MANY_FAILED_LOGINS,
     FailedLoginLimiter,
     TooManyFailedLoginsError,
-    get_failed_login_limiter,
+    failed_login_limiter,
 )
 from app.core.config import settings
 from app.db.models.user import User
@@ -118,10 +118,8 @@ def test_the_login_route_documents_its_429(app_under_test: FastAPI) -> None:
     assert "Retry-After" in responses["429"]["headers"]
 
 
-async def test_the_limiter_is_wired_to_the_settings() -> None:
-    limiter = await get_failed_login_limiter()
-
-    assert limiter.limits == {
+def test_the_limiter_is_wired_to_the_settings() -> None:
+    assert failed_login_limiter.limits == {
         "email": parse(settings.LOGIN_FAILURES_PER_EMAIL),
         "ip": parse(settings.LOGIN_FAILURES_PER_IP),
     }

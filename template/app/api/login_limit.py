@@ -109,20 +109,12 @@ class FailedLoginLimiter:
                 del self._in_flight[key]
 
 
+# Looked up when a login comes, where each test swaps in a limiter of its own.
 failed_login_limiter = FailedLoginLimiter(
     settings.LOGIN_LIMIT_STORAGE_URI,
     settings.LOGIN_FAILURES_PER_EMAIL,
     settings.LOGIN_FAILURES_PER_IP,
 )
-
-
-async def get_failed_login_limiter() -> FailedLoginLimiter:
-    """Dependency, so that each test can count on a limiter of its own.
-
-    `async` although it does not await: FastAPI runs plain `def` dependencies in
-    its thread pool (see get_strategy in app/core/users.py).
-    """
-    return failed_login_limiter
 
 
 def login_keys(request: Request, email: str) -> Keys:
@@ -135,9 +127,9 @@ def login_keys(request: Request, email: str) -> Keys:
 async def limit_failed_logins(
     request: Request,
     credentials: Annotated[OAuth2PasswordRequestForm, Depends()],
-    limiter: Annotated[FailedLoginLimiter, Depends(get_failed_login_limiter)],
 ) -> AsyncIterator[None]:
     """Dependency of the login route: 429 when limited, count the attempt if it fails."""
+    limiter = failed_login_limiter
     keys = login_keys(request, credentials.username)
     try:
         await limiter.admit(keys)
