@@ -1,9 +1,10 @@
-"""`uv run python -m bench [--runs N] [--seconds S] [--no-matrix] [--output FILE.json]`.
+"""`uv run python -m bench [--runs N] [--seconds S] [--no-instructions] [--no-matrix] [--output F]`.
 
 Renders the template (working tree, default answers) into a temporary folder,
 measures it, and prints the Markdown table of README.md's "Benchmarks" section;
 progress goes to stderr. Needs PostgreSQL (BENCH_DATABASE_URL, TEST_DATABASE_URL
-or postgresql://postgres@127.0.0.1:5432/postgres) and wrk.
+or postgresql://postgres@127.0.0.1:5432/postgres), wrk, and valgrind unless
+--no-instructions.
 """
 
 import argparse
@@ -20,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from bench import load, project
+from bench import instructions, load, project
 from bench.database import DatabaseUnreachableError, connect, server_url
 from bench.project import CommandFailedError
 from bench.serving import Options, Serving
@@ -37,6 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per load run (2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="skip the instructions per request (valgrind's callgrind)",
+    )
     parser.add_argument(
         "--no-matrix", action="store_true", help="skip the template's rendering matrix"
     )
@@ -115,6 +121,11 @@ def measure_serving(folder: Path, args: argparse.Namespace, results: Results) ->
                 serving.run_configuration(name, workers, options, results, run_number)
             progress(f"serving, the reference points, run {run_number}/{args.runs}")
             serving.run_reference(options, results, run_number)
+        if not args.no_instructions:
+            progress("instructions per request, under callgrind (one run)")
+            dumps = folder / "callgrind"
+            dumps.mkdir()
+            serving.count_instructions(dumps, results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         database_version = connect(server_url())
         load.wrk_path()
-    except (load.WrkMissingError, DatabaseUnreachableError) as exc:
+        if not args.no_instructions:
+            instructions.valgrind_path()
+    except (
+        load.WrkMissingError,
+        instructions.ValgrindMissingError,
+        DatabaseUnreachableError,
+    ) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     results = Results()

@@ -95,14 +95,17 @@ def serve(
     *,
     app: tuple[str, ...] = ("app.main:app",),
     ready_path: str = "/api/health",
+    wrapper: tuple[str, ...] = (),
+    ready_timeout: float = READY_TIMEOUT_SECONDS,
 ) -> Iterator[tuple[str, PeakMemory]]:
     """uvicorn with the Dockerfile's flags and WEB_CONCURRENCY workers; its URL and monitor.
 
-    `app` is uvicorn's application argument, with any options that find it.
+    `app` is uvicorn's application argument, with any options that find it;
+    `wrapper` runs uvicorn (valgrind, for instance).
     """
     port = free_port()
     uvicorn = project / ".venv" / "bin" / "uvicorn"
-    command = [str(uvicorn), *app, "--host", "127.0.0.1", "--port", str(port)]
+    command = [*wrapper, str(uvicorn), *app, "--host", "127.0.0.1", "--port", str(port)]
     with log.open("ab") as output:
         process = subprocess.Popen(
             [*command, "--proxy-headers"],
@@ -116,7 +119,7 @@ def serve(
     monitor = PeakMemory(process.pid)
     try:
         base_url = f"http://127.0.0.1:{port}"
-        wait_until_ready(f"{base_url}{ready_path}", process, log)
+        wait_until_ready(f"{base_url}{ready_path}", process, log, ready_timeout)
         yield base_url, monitor
     finally:
         monitor.stop()
@@ -128,8 +131,10 @@ def log_tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def wait_until_ready(ready_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+def wait_until_ready(
+    ready_url: str, process: subprocess.Popen[bytes], log: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}:\n{log_tail(log)}")
@@ -137,4 +142,4 @@ def wait_until_ready(ready_url: str, process: subprocess.Popen[bytes], log: Path
             if httpx.get(ready_url, timeout=2).status_code == httpx.codes.OK:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"the server did not answer {ready_url} within {READY_TIMEOUT_SECONDS} s")
+    raise RuntimeError(f"the server did not answer {ready_url} within {timeout:g} s")

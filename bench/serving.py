@@ -3,17 +3,18 @@
 import json
 import secrets
 import sys
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 
-from bench import load
+from bench import instructions, load
 from bench.database import connections_opened
 from bench.load import Load, LoadResult, Request
 from bench.project import run
-from bench.server import PeakMemory, serve
+from bench.server import READY_TIMEOUT_SECONDS, PeakMemory, serve
 from bench.stats import Results
 from tests.conftest import Databases, project_env
 
@@ -34,6 +35,7 @@ CREATE_USERS = (
 # The issue's reference points, served by the rendered project's FastAPI and asyncpg.
 REFERENCE_APP = Path(__file__).with_name("reference_app.py")
 REFERENCE = "Reference, 1 worker"
+COUNTED = "Instructions, 1 worker, one request at a time"
 REFERENCE_SCENARIOS = [
     ("GET /bare: FastAPI alone, no database", Request("GET", "/bare")),
     ("GET /raw: one asyncpg query, no ORM", Request("GET", "/raw")),
@@ -132,11 +134,16 @@ class Serving:
         results.add(f"{name} · wrk's CPU use, busiest run", "% of a core", measured.wrk_peak * 100)
         results.add(f"{name} · failed requests, all of the above", "requests", measured.failed)
 
-    def run_reference(self, options: Options, results: Results, run_number: int) -> None:
-        """The issue's reference points, on this machine in this run (bench/reference_app.py)."""
+    def reference_server(
+        self,
+        pool_size: int,
+        wrapper: tuple[str, ...] = (),
+        ready_timeout: float = READY_TIMEOUT_SECONDS,
+    ) -> AbstractContextManager[tuple[str, PeakMemory]]:
+        """The issue's reference points (bench/reference_app.py), served on 1 worker."""
         env = {
             "REFERENCE_DATABASE_URL": self.databases.url.replace("+asyncpg", ""),
-            "REFERENCE_POOL_SIZE": str(options.connections),
+            "REFERENCE_POOL_SIZE": str(pool_size),
         }
         app = (
             "--app-dir",
@@ -145,11 +152,49 @@ class Serving:
             # As in the rendered app, whose own access line replaces uvicorn's.
             "--no-access-log",
         )
-        server = serve(self.project, 1, env, self.log, app=app, ready_path="/bare")
-        with server as (base_url, monitor):
+        return serve(
+            self.project,
+            1,
+            env,
+            self.log,
+            app=app,
+            ready_path="/bare",
+            wrapper=wrapper,
+            ready_timeout=ready_timeout,
+        )
+
+    def run_reference(self, options: Options, results: Results, run_number: int) -> None:
+        """The reference points under load, on this machine in this run."""
+        with self.reference_server(options.connections) as (base_url, monitor):
             measured = Measured(self, REFERENCE, base_url, monitor, options, results, run_number)
             for label, request in REFERENCE_SCENARIOS:
                 measured.measure(label, request, "")
+
+    def count_instructions(self, dumps: Path, results: Results) -> None:
+        """Instructions per request of each scenario and reference point (bench/instructions.py).
+
+        Logins are left out: Argon2's count would say nothing about the service.
+        """
+        wrapper = instructions.under_callgrind(dumps)
+        timeout = instructions.READY_TIMEOUT_SECONDS
+        service = serve(self.project, 1, self.env, self.log, wrapper=wrapper, ready_timeout=timeout)
+        with service as (base_url, monitor):
+            authorization = self.log_in_and_seed(base_url)
+            with instructions.counting(monitor.process.pid, base_url, dumps) as counter:
+                for scenario in self.scenarios:
+                    counts = counter.per_request(
+                        scenario.request, authorization if scenario.authenticated else ""
+                    )
+                    results.extend(f"{COUNTED} · {scenario.label}", instructions.UNIT, counts)
+        # One connection at a time: the pool needs no more.
+        reference = self.reference_server(1, wrapper, timeout)
+        with (
+            reference as (base_url, monitor),
+            instructions.counting(monitor.process.pid, base_url, dumps) as counter,
+        ):
+            for label, request in REFERENCE_SCENARIOS:
+                counts = counter.per_request(request, "")
+                results.extend(f"{COUNTED} · reference: {label}", instructions.UNIT, counts)
 
 
 @dataclass

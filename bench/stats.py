@@ -9,6 +9,7 @@ DIGITS = {
     "s": 2,
     "ms": 1,
     "µs": 0,
+    "k instructions": 0,
     "req/s": 0,
     "MiB": 0,
     "tests": 0,
@@ -40,8 +41,11 @@ class Results:
     details: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, label: str, unit: str, value: float) -> None:
+        self.extend(label, unit, [value])
+
+    def extend(self, label: str, unit: str, values: list[float]) -> None:
         measurement = self.measurements.setdefault(label, Measurement(label, unit))
-        measurement.values.append(value)
+        measurement.values.extend(values)
 
     def table(self) -> str:
         lines = [

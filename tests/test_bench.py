@@ -7,9 +7,11 @@ itself is how they are checked.
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from bench.instructions import ValgrindMissingError, instructions_in, valgrind_path
 from bench.project import PYTEST_SUMMARY
 from bench.stats import Results
 from tests.conftest import ROOT
@@ -40,6 +42,30 @@ def test_the_table_shows_min_median_and_max_per_measurement() -> None:
 )
 def test_the_rendered_suites_summary_is_read(closing_line: str, tests: str, seconds: str) -> None:
     assert PYTEST_SUMMARY.findall(closing_line) == [(tests, seconds)]
+
+
+def test_a_callgrind_dumps_count_is_read() -> None:
+    # The head of a dump written by `callgrind_control --dump` (valgrind 3.19).
+    dump = (
+        "# callgrind format\nversion: 1\ncreator: callgrind-3.19.0\npid: 16833\n"
+        "part: 6\n\ndesc: Trigger: dump\n\npositions: line\nevents: Ir\n"
+        "summary: 72961827\n\n\nob=(15) /usr/lib/x86_64-linux-gnu/libcrypto.so.3\n"
+    )
+
+    assert instructions_in(dump) == 72_961_827
+    with pytest.raises(RuntimeError, match="no 'summary:' line"):
+        instructions_in("# callgrind format\nevents: Ir\n")
+
+
+def test_without_valgrind_the_message_says_how_to_install_or_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(
+        ValgrindMissingError, match=r"apt-get install -y valgrind.*--no-instructions"
+    ):
+        valgrind_path()
 
 
 def test_an_unreachable_database_stops_it_with_a_message() -> None:
