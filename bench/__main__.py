@@ -23,6 +23,7 @@ import psutil
 
 from bench import instructions, load, project
 from bench.database import DatabaseUnreachableError, connect, server_url
+from bench.programs import ProgramMissingError
 from bench.project import CommandFailedError
 from bench.serving import Options, Serving
 from bench.stats import Results
@@ -135,11 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         load.wrk_path()
         if not args.no_instructions:
             instructions.valgrind_path()
-    except (
-        load.WrkMissingError,
-        instructions.ValgrindMissingError,
-        DatabaseUnreachableError,
-    ) as exc:
+    except (ProgramMissingError, DatabaseUnreachableError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     results = Results()

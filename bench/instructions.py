@@ -16,7 +16,6 @@ counters are zeroed before and dumped after with `callgrind_control`.
 """
 
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from bench.load import Request
+from bench.programs import program_path
 
 WARM_UP_REQUESTS = 100
 WINDOW_REQUESTS = 100
@@ -36,18 +36,13 @@ UNIT = "k instructions"
 SUMMARY = re.compile(r"^summary: (\d+)$", re.MULTILINE)
 
 
-class ValgrindMissingError(Exception):
-    pass
-
-
 def valgrind_path() -> str:
-    path = shutil.which("valgrind")
-    if path is None:
-        raise ValgrindMissingError(
-            "valgrind is not installed: the instruction counts need it (Debian/Ubuntu: "
-            "`apt-get install -y valgrind`; macOS has none), or skip them with --no-instructions"
-        )
-    return path
+    return program_path(
+        "valgrind",
+        "the instruction counts",
+        "Debian/Ubuntu: `apt-get install -y valgrind`; macOS has none: skip them with "
+        "--no-instructions",
+    )
 
 
 def instructions_in(dump: str) -> int:

@@ -7,29 +7,24 @@ from its resource usage when it exits, to show it is not the bottleneck.
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.programs import program_path
+
 SCRIPT = Path(__file__).with_name("report.lua")
 MARKER = "BENCH_JSON "
 
 
-class WrkMissingError(Exception):
-    pass
-
-
 def wrk_path() -> str:
-    path = shutil.which("wrk")
-    if path is None:
-        raise WrkMissingError(
-            "wrk is not installed: the serving benchmark needs it "
-            "(Debian/Ubuntu: `apt-get install -y wrk`; macOS: `brew install wrk`)"
-        )
-    return path
+    return program_path(
+        "wrk",
+        "the serving measurements",
+        "Debian/Ubuntu: `apt-get install -y wrk`; macOS: `brew install wrk`",
+    )
 
 
 @dataclass(frozen=True)

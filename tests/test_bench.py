@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.instructions import ValgrindMissingError, instructions_in, valgrind_path
+from bench.instructions import instructions_in, valgrind_path
+from bench.programs import ProgramMissingError
 from bench.project import PYTEST_SUMMARY
 from bench.stats import Results
 from tests.conftest import ROOT
@@ -63,7 +64,7 @@ def test_without_valgrind_the_message_says_how_to_install_or_skip(
     monkeypatch.setenv("PATH", str(tmp_path))
 
     with pytest.raises(
-        ValgrindMissingError, match=r"apt-get install -y valgrind.*--no-instructions"
+        ProgramMissingError, match=r"apt-get install -y valgrind.*--no-instructions"
     ):
         valgrind_path()
 
