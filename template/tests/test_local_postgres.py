@@ -40,8 +40,13 @@ def temporary_folder() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def data_dir() -> Iterator[Path]:
-    """The folder of this module's server, stopped at the end whatever the tests did to it."""
+    """The folder of this module's server, stopped at the end whatever the tests did to it.
+
+    Created here, by the first start, for whichever test runs first: each test
+    can run alone (`pytest -k`, `--lf`) and still find a server's folder.
+    """
     with temporary_folder() as folder:
+        local_postgres.start(folder / "postgres")
         yield folder / "postgres"
         local_postgres.stop(folder / "postgres")
 
