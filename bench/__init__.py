@@ -1,5 +1,5 @@
 """Benchmarks of the template and of the service it renders: `uv run python -m bench`.
 
-Prints one Markdown table (min / median / max over runs), the one in README.md's
-"Benchmarks" section, and writes every measurement as JSON for comparing runs.
+Prints one Markdown table (min / median / max over runs), the one in bench/README.md's
+"The latest table", and writes every measurement as JSON for comparing runs.
 """

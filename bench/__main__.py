@@ -1,7 +1,7 @@
 """`uv run python -m bench [--runs N] [--seconds S] [--no-instructions] [--no-matrix] [--output F]`.
 
 Renders the template (working tree, default answers) into a temporary folder,
-measures it, and prints the Markdown table of README.md's "Benchmarks" section;
+measures it, and prints the Markdown table of bench/README.md's "The latest table";
 progress goes to stderr. Needs PostgreSQL (BENCH_DATABASE_URL, TEST_DATABASE_URL
 or postgresql://postgres@127.0.0.1:5432/postgres), wrk, and valgrind unless
 --no-instructions.

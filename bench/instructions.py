@@ -1,7 +1,7 @@
 """Instructions per request, counted by valgrind's callgrind: a cost that does not drift.
 
-Requests/s and CPU time move by a quarter within an hour on a shared VM (README,
-"Benchmarks"): they compare only runs made side by side. Callgrind runs the
+Requests/s and CPU time move by a quarter within an hour on a shared VM
+(bench/README.md): they compare only runs made side by side. Callgrind runs the
 server on a synthetic CPU and counts the instructions it executes in user
 space, so the same code and the same requests give the same count on a busy
 machine or an idle one, today or next month. It sees neither the kernel (the

@@ -2,7 +2,7 @@
 
 The issue compares the service with a bare FastAPI endpoint and with one raw
 asyncpg query per request, measured on "this kind of machine". Those figures
-move with the machine and the hour (README, "Benchmarks"); served here in the
+move with the machine and the hour (bench/README.md); served here in the
 same run, under the same uvicorn flags and wrk load, they say what this machine
 allowed at that moment. Ceilings, not alternatives: no authentication, no ORM,
 no access line.
