@@ -43,8 +43,7 @@ def refuse_closed_connection(
 
     A restarting PostgreSQL closes its connections, and asyncpg notices as soon
     as it happens: the pool learns that one is dead without asking the server.
-    (`pool_pre_ping` asks: one more round trip on every request, about an
-    eighth of the CPU of `GET /api/users/me`.) The pool replaces a connection
+    (`pool_pre_ping` asks: one more round trip on every request.) The pool replaces a connection
     refused here; one that breaks unnoticed, by a network fault, fails its
     request with a 503 and the pool renews its connections (app/api/errors.py).
     """
