@@ -9,8 +9,10 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +23,9 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from tests.conftest import Project, free_port, outside_pytest_tmp, project_env, render
+from tests.conftest import Project, free_port, outside_pytest_tmp, project_env, snapshot_template
 from tests.matrix import answers_for
+from tests.readme import copy_and_start
 
 # What a fresh machine does not have: the service and its suite find their own database.
 DATABASE_SETTINGS = ("DATABASE_URL", "TEST_DATABASE_URL")
@@ -31,11 +34,21 @@ EMAIL, PASSWORD = "first.user@example.com", "correct-Horse-battery-9"
 
 
 @pytest.fixture(scope="module")
-def project(template: Path) -> Iterator[Project]:
-    """The default render, in a folder of its own, its local PostgreSQL stopped at the end."""
-    answers = answers_for("defaults")
+def project() -> Iterator[Project]:
+    """Rendered by README.md's first command, its local PostgreSQL stopped at the end.
+
+    Word for word, run by bash in a checkout of the template, except that the
+    locked copier stands in for `uvx copier` (the latest from PyPI).
+    """
+    copy, start = copy_and_start()
+    copier = str(Path(sys.executable).parent / "copier")
     with outside_pytest_tmp("fresh-machine-") as folder:
-        project = Project(render(template, folder / "project", answers), answers)
+        checkout = snapshot_template(folder / "checkout")
+        command = shlex.join([copier, *copy[2:]]).replace("'$PWD'", '"$PWD"')
+        subprocess.run(["bash", "-c", command], cwd=checkout, check=True, capture_output=True)
+        path = (checkout / copy[-1]).resolve()
+        assert (checkout / start).resolve() == path / "start.sh"
+        project = Project(path, {**answers_for("defaults"), "project_name": "My Service"})
         try:
             yield project
         finally:
