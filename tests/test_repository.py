@@ -1,5 +1,6 @@
 """The template repository's own Python is held to the standard of what it generates."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,3 +20,12 @@ def test_ruff_format_is_clean() -> None:
         [RUFF, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_ci_installs_the_uv_the_dockerfile_pins() -> None:
+    ci = re.search(r"^uv_version=(\S+)$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
+    dockerfile = ROOT / "template" / "{% if docker %}Dockerfile{% endif %}.jinja"
+    image = re.search(r"ghcr\.io/astral-sh/uv:(\S+) ", dockerfile.read_text())
+    assert ci, ".ci/run pins no uv_version"
+    assert image, "the Dockerfile copies uv from no pinned image"
+    assert ci[1] == image[1]
