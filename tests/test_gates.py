@@ -42,7 +42,10 @@ def test_rendered_project_passes_its_database_gates(
     project.run("uv", "sync", "--locked")
     for step in MIGRATION_ROUND_TRIP:
         project.run("uv", "run", "--locked", "alembic", *step, env=database)
-    output = project.run("uv", "run", "--locked", "pytest", env=database)
+    # In a random order (modules, and tests within each): a test that needs another
+    # to run first fails here the day it is written, with the seed to replay it.
+    output = project.run("uv", "run", "--locked", "pytest", "--random-order", env=database)
+    assert re.search(r"^Using --random-order-seed=\d+$", output, re.MULTILINE)
     [header] = [line for line in output.splitlines() if line.startswith("database: ")]
     assert header.startswith("database: TEST_DATABASE_URL, postgresql+asyncpg://")
     assert urlsplit(databases.test_url).path in header
