@@ -7,9 +7,10 @@ work in a thread: the event loop keeps serving while Argon2 runs.
 
 One thread per worker process, not one per login: with a thread each, a burst
 of logins filled both cores with Argon2 (64 MiB each) and the event loop
-starved, so `GET /api/users/me` stopped answering for seconds. Logins beyond the one hashing wait their turn, costing nothing; with
-one worker per core, every core can still hash. The hashing thread also runs at
-a lower CPU priority, so that requests on the event loop go first.
+starved, so `GET /api/users/me` stopped answering for seconds. Logins beyond
+the one hashing wait their turn, costing nothing; with one worker per core,
+every core can still hash. The hashing thread also runs at a lower CPU
+priority, so that requests on the event loop go first.
 """
 
 import asyncio
