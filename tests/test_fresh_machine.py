@@ -2,7 +2,7 @@
 
 `./start.sh` without DATABASE_URL runs the project's own PostgreSQL (a real
 uvicorn process, real HTTP); the data outlives the service and the database
-server; the suite without TEST_DATABASE_URL runs on a throwaway server.
+server; the suite without TEST_DATABASE_URL runs in a database of its own there.
 """
 
 import contextlib
@@ -182,16 +182,21 @@ def test_start_script_serves_on_its_own_postgresql_and_keeps_the_data(
     assert ".data/" in (project.path / ".gitignore").read_text().splitlines()
 
 
-def test_the_suite_runs_on_a_throwaway_postgresql(project: Project) -> None:
+def test_the_suite_runs_on_the_projects_own_postgresql_and_leaves_it_running(
+    project: Project,
+) -> None:
     project.run("uv", "sync", "--locked")
+    suite = ("uv", "run", "--locked", "pytest", "tests/test_health.py")
+    data = project.path / ".data" / "postgres"
 
-    output = project.run(
-        "uv", "run", "--locked", "pytest", "tests/test_health.py", unset=DATABASE_SETTINGS
-    )
+    runs = [project.run(*suite, unset=DATABASE_SETTINGS) for _ in range(2)]
 
-    data = project.path / ".data"
-    throwaway = re.escape(str(data / "throwaway-"))
-    assert re.search(rf"database: a throwaway PostgreSQL \d+ in {throwaway}\d+ \(TEST_DATA", output)
-    assert " passed" in output
-    assert " failed" not in output
-    assert not list(data.glob("throwaway-*"))
+    for output in runs:
+        assert re.search(
+            rf"database: the project's PostgreSQL \d+ in {re.escape(str(data))}, database test \(",
+            output,
+        )
+        assert " passed" in output
+        assert " failed" not in output
+    # Left running for the next run, like ./start.sh leaves it.
+    assert (data / "postmaster.pid").exists()

@@ -1,4 +1,4 @@
-"""Fixtures: one migrated database per run, one rolled-back transaction per test.
+"""Fixtures: one empty, migrated database per run, one rolled-back transaction per test.
 
 Every test runs inside a transaction that is rolled back at its end, so tests
 never see each other's rows and no cleanup code is needed. The test's `session`
@@ -31,18 +31,16 @@ from app.db.models.user import User
 from app.db.session import get_async_session
 from app.main import app
 from tests.clients import log_in
-from tests.database import TEST_DATABASE_URL, recreate_database, upgrade_to_head
+from tests.database import TEST_DATABASE_URL, prepare_database
 from tests.factories import DEFAULT_PASSWORD, cheap_password_helper, create_user
 from tests.outbox import Outbox
 
 
 @pytest.fixture(scope="session")
 async def engine() -> AsyncIterator[AsyncEngine]:
-    await recreate_database()
+    await prepare_database()
     # One pooled connection, reused by every test: connecting costs more than most tests.
     engine = create_async_engine(TEST_DATABASE_URL, pool_size=1, max_overflow=0)
-    async with engine.begin() as connection:
-        await connection.run_sync(upgrade_to_head)
     yield engine
     await engine.dispose()
 

