@@ -24,6 +24,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -181,16 +182,24 @@ def link_or_copy(source: str, destination: str) -> None:
 
 
 def base_python(project: Path, root: Path) -> Path:
-    """The interpreter the project pins, copied where the image's user can run it."""
+    """The installation of the interpreter the project pins, where the image's user can run it.
+
+    In place when every folder above it lets others through; otherwise (pyenv
+    under a private home) a copy, hard-linked where the file system allows.
+    """
     found = subprocess.run(
         ["uv", "python", "find"], cwd=project, capture_output=True, text=True, check=True
     ).stdout.strip()
-    prefix = subprocess.run(
-        [found, "-c", "import sys; print(sys.base_prefix)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    prefix = Path(
+        subprocess.run(
+            [found, "-c", "import sys; print(sys.base_prefix)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    if all(folder.stat().st_mode & stat.S_IXOTH for folder in [prefix, *prefix.parents]):
+        return prefix
     base = root / "base-python"
     shutil.copytree(prefix, base, copy_function=link_or_copy, symlinks=True)
     return base
@@ -224,19 +233,25 @@ class Tree:
         # The base image's library path, where its Python finds libpython.
         return {**image_env, "LD_LIBRARY_PATH": str(self.base / "lib"), **settings}
 
-    def command(self, argv: list[str]) -> list[str]:
-        """`argv` as the image's user, on a read-only root file system."""
+    def command(self, argv: list[str], **settings: str) -> list[str]:
+        """`argv` as the image's user, on a read-only root, with only the image's environment.
+
+        `env -i` sets the environment after `sudo` (needed where the tests do not
+        run as root), which would drop LD_LIBRARY_PATH and reset PATH; the
+        program is looked up on the image's PATH, as Docker does.
+        """
+        env = self.env(**settings)
+        program = shutil.which(argv[0], path=env["PATH"])
+        assert program, f"{argv[0]} is not on the image's PATH"
         as_user = [
-            "setpriv",
-            f"--reuid={self.image.uid}",
-            f"--regid={self.image.gid}",
-            "--clear-groups",
-            "--",
-            *argv,
+            *("setpriv", f"--reuid={self.image.uid}", f"--regid={self.image.gid}"),
+            *("--clear-groups", "--", program, *argv[1:]),
         ]
         read_only = 'mount -o remount,bind,ro / && exec "$@"'
-        namespace = ["unshare", "--mount", "--propagation", "private"]
-        return [*namespace, "sh", "-c", read_only, "sh", *as_user]
+        namespace = ["unshare", "--mount", "--propagation", "private", "sh", "-c", read_only, "sh"]
+        sudo = ["sudo", "-n"] if os.geteuid() != 0 else []
+        assignments = [f"{name}={value}" for name, value in env.items()]
+        return [*sudo, "env", "-i", *assignments, *namespace, *as_user]
 
 
 def build_venv(project: Project, image: Image, root: Path) -> Path:
@@ -296,9 +311,8 @@ def deployment_settings(databases: Databases) -> dict[str, str]:
 
 def run(tree: Tree, argv: list[str], settings: dict[str, str]) -> str:
     result = subprocess.run(
-        tree.command(argv),
+        tree.command(argv, **settings),
         cwd=tree.workdir,
-        env=tree.env(**settings),
         capture_output=True,
         text=True,
         timeout=120,
@@ -317,9 +331,8 @@ def serving(tree: Tree, settings: dict[str, str], log: Path) -> Iterator[str]:
     cmd = [str(port) if word == str(image.port) else word for word in image.cmd]
     with log.open("wb") as output:
         process = subprocess.Popen(
-            tree.command(cmd),
+            tree.command(cmd, **settings),
             cwd=tree.workdir,
-            env=tree.env(**settings),
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -383,6 +396,12 @@ def test_the_image_migrates_creates_a_superuser_serves_and_passes_its_healthchec
         tree = build_tree(project.path, built.image, built, root)
 
         exercise(tree, databases, tmp_path / "server.log")
+
+        # As the image's user, on a root file system nothing can write to: not even /tmp.
+        probe = "import os, tempfile; print(os.getuid(), os.getgid()); tempfile.mkstemp()"
+        unwritable = r"(?s)10001 10001\n.*No usable temporary directory"
+        with pytest.raises(AssertionError, match=unwritable):
+            run(tree, ["python", "-c", probe], {})
 
         assert sorted(entry.name for entry in tree.workdir.iterdir()) == sorted(
             [".venv", *(Path(source).name for source, _ in built.image.copies)]
