@@ -21,15 +21,20 @@ import json
 import os
 import re
 import secrets
+import selectors
 import shlex
 import shutil
 import signal
+import socket
+import socketserver
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -299,10 +304,61 @@ def built(rendered: Renders) -> Iterator[Tree]:
         yield Tree(root, image, base)
 
 
-def deployment_settings(databases: Databases) -> dict[str, str]:
+class UnixSocketRelay(socketserver.ThreadingTCPServer):
+    """A loopback TCP port relayed to PostgreSQL's Unix socket, for the image's user.
+
+    A container reaches its database over the network, and the tests' embedded
+    server listens on a socket in a folder that only its own user may enter.
+    """
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        super().__init__(("127.0.0.1", 0), RelayHandler)
+
+
+class RelayHandler(socketserver.BaseRequestHandler):
+    server: UnixSocketRelay
+
+    def handle(self) -> None:
+        with socket.socket(socket.AF_UNIX) as upstream:
+            upstream.connect(self.server.socket_path)
+            peers = {self.request: upstream, upstream: self.request}
+            with selectors.DefaultSelector() as selector:
+                for end in peers:
+                    selector.register(end, selectors.EVENT_READ)
+                while True:
+                    for key, _ in selector.select():
+                        data = key.fileobj.recv(65536)
+                        if not data:
+                            return
+                        peers[key.fileobj].sendall(data)
+
+
+@contextlib.contextmanager
+def reachable_over_tcp(url: str) -> Iterator[str]:
+    """`url`, or when it names a Unix socket folder (`?host=/...`), a relay to it."""
+    parts = urlsplit(url)
+    folder = parse_qs(parts.query).get("host", [""])[0]
+    if not folder.startswith("/"):
+        yield url
+        return
+    with UnixSocketRelay(f"{folder}/.s.PGSQL.{parts.port or 5432}") as relay:
+        thread = threading.Thread(target=relay.serve_forever, daemon=True)
+        thread.start()
+        try:
+            port = relay.server_address[1]
+            yield parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}", query="").geturl()
+        finally:
+            relay.shutdown()
+
+
+def deployment_settings(database_url: str) -> dict[str, str]:
     """What a deployment adds to the image's environment: where the database is, secrets."""
     return {
-        "DATABASE_URL": databases.url,
+        "DATABASE_URL": database_url,
         "ACCESS_SECRET_KEY": secrets.token_urlsafe(32),
         "RESET_PASSWORD_SECRET_KEY": secrets.token_urlsafe(32),
         "VERIFICATION_SECRET_KEY": secrets.token_urlsafe(32),
@@ -361,31 +417,32 @@ def serving(tree: Tree, settings: dict[str, str], log: Path) -> Iterator[str]:
 
 def exercise(tree: Tree, databases: Databases, log: Path) -> None:
     """Migrate, create the superuser, serve, log in, ask who is logged in, health-check."""
-    settings = deployment_settings(databases)
-    run(tree, ["alembic", "upgrade", "head"], settings)
-    created = run(
-        tree,
-        ["python", "-m", "commands.create_superuser", ADMIN_EMAIL],
-        {**settings, "SUPERUSER_PASSWORD": ADMIN_PASSWORD},
-    )
-    assert f"Superuser {ADMIN_EMAIL} created" in created
-    with serving(tree, settings, log) as base_url, httpx.Client(base_url=base_url) as client:
-        assert client.get("/api/health/ready").json() == {"status": "ok", "database": "ok"}
-        login = client.post(
-            "/api/auth/login", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    with reachable_over_tcp(databases.url) as database_url:
+        settings = deployment_settings(database_url)
+        run(tree, ["alembic", "upgrade", "head"], settings)
+        created = run(
+            tree,
+            ["python", "-m", "commands.create_superuser", ADMIN_EMAIL],
+            {**settings, "SUPERUSER_PASSWORD": ADMIN_PASSWORD},
         )
-        assert login.status_code == 200, login.text
-        token = login.json()["access_token"]
-        me = client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
-        assert me.status_code == 200, me.text
-        assert me.json()["email"] == ADMIN_EMAIL
-        assert me.json()["is_superuser"] is True
-        port = base_url.rsplit(":", 1)[1]
-        healthcheck = [
-            word.replace(f"127.0.0.1:{tree.image.port}/", f"127.0.0.1:{port}/")
-            for word in tree.image.healthcheck
-        ]
-        run(tree, healthcheck, settings)
+        assert f"Superuser {ADMIN_EMAIL} created" in created
+        with serving(tree, settings, log) as base_url, httpx.Client(base_url=base_url) as client:
+            assert client.get("/api/health/ready").json() == {"status": "ok", "database": "ok"}
+            login = client.post(
+                "/api/auth/login", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+            )
+            assert login.status_code == 200, login.text
+            token = login.json()["access_token"]
+            me = client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
+            assert me.status_code == 200, me.text
+            assert me.json()["email"] == ADMIN_EMAIL
+            assert me.json()["is_superuser"] is True
+            port = base_url.rsplit(":", 1)[1]
+            healthcheck = [
+                word.replace(f"127.0.0.1:{tree.image.port}/", f"127.0.0.1:{port}/")
+                for word in tree.image.healthcheck
+            ]
+            run(tree, healthcheck, settings)
 
 
 def test_the_image_migrates_creates_a_superuser_serves_and_passes_its_healthcheck(
