@@ -106,6 +106,8 @@ def test_it_states_the_chosen_options(combination: str, rendered: Renders) -> No
     assert rows["E-mail"] == f"`{answers['email_backend']}`"
     assert rows["Social login"] == (", ".join(answers["oauth_providers"]) or "none")
     assert rows["Example resource"] == ("yes" if answers["example_resource"] else "no")
+    assert rows["Deployment"] == f"`{answers['deploy']}`"
+    assert ("deploy/kubernetes/" in text) == (answers["deploy"] == "kubernetes")
     assert ("app/db/models/post.py" in text) == answers["example_resource"]
     assert ("access_token.py" in text) == (answers["auth_strategy"] == "database")
     assert ("app/core/oauth.py" in text) == bool(answers["oauth_providers"])

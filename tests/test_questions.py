@@ -24,6 +24,8 @@ BAD_ANSWERS = [
     ({"oauth_providers": ["facebook"]}, "Invalid choice"),
     ({"email_backend": "sendgrid"}, "Invalid choice"),
     ({"ci": "gitlab"}, "Invalid choice"),
+    ({"deploy": "helm"}, "Invalid choice"),
+    ({"deploy": "kubernetes", "docker": False}, "deploy=kubernetes runs the image the Dockerfile"),
 ]
 
 

@@ -21,6 +21,20 @@ UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#")
 # Files that exist only when an answer asks for them.
 OPTIONAL_FILES: dict[str, list[str]] = {
     "docker": ["Dockerfile", "docker-compose-dev.yml", ".dockerignore"],
+    "deploy": [
+        f"deploy/kubernetes/{name}.yaml"
+        for name in (
+            "kustomization",
+            "namespace",
+            "configmap",
+            "migrate-job",
+            "deployment",
+            "service",
+            "hpa",
+            "pdb",
+            "networkpolicy",
+        )
+    ],
     "ci": [".github/workflows/ci.yml", ".github/workflows/template-update.yml"],
     "pre_commit": [".pre-commit-config.yaml"],
     "example_resource": [
@@ -48,6 +62,8 @@ def enabled(project: Project, option: str) -> bool:
     value = project.answers[option]
     if option == "ci":
         return value == "github"
+    if option == "deploy":
+        return value == "kubernetes"
     if option == "auth_strategy":
         return value == "database"
     return bool(value)

@@ -43,6 +43,7 @@ from tests.update_scenario import (
     add_dependency,
     change_project,
     next_release,
+    remove_deploy_question,
     tag,
 )
 
@@ -435,3 +436,32 @@ def test_check_update_reports_the_new_release(
         "current_version": OLD_VERSION,
         "latest_version": NEW_VERSION,
     }
+
+
+def test_an_update_from_the_release_before_the_deploy_question_records_its_default(
+    tmp_path: Path,
+) -> None:
+    releases = snapshot_template(tmp_path / "releases")
+    working_tree = git(releases, "rev-parse", "HEAD").strip()
+    remove_deploy_question(releases)
+    git(releases, "commit", "-qam", "Release 0.6.1")
+    tag(releases, "0.6.1")
+    git(releases, "checkout", working_tree, "--", ".")
+    git(releases, "commit", "-qm", "Release 0.7.0: the deploy question")
+    tag(releases, "0.7.0")
+    path = tmp_path / "project"
+    run_copy(str(releases), path, data=ANSWERS, defaults=True, vcs_ref="0.6.1", quiet=True)
+    assert "deploy" not in (path / ".copier-answers.yml").read_text()
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "Generated from the template")
+    project = Project(path, ANSWERS)
+
+    result = copier(project, "update", "--trust", "--defaults")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deploy: none\n" in (path / ".copier-answers.yml").read_text()
+    # The question's line in AGENTS.md, and nothing else: no file of the option, no conflict.
+    assert status(project) == {" M .copier-answers.yml", " M AGENTS.md"}
+    assert files_with_markers(project) == []
+    assert not (path / "deploy").exists()

@@ -178,6 +178,23 @@ def next_release(template: Path) -> None:
     replace_once(copier_yml, "  default: smtp\n", RENAMED_DEFAULT)
 
 
+def remove_deploy_question(template: Path) -> None:
+    """Turn the template back into the release before the `deploy` question (0.6.1).
+
+    Its question, its files and its line in AGENTS.md; the README's sections on
+    the question render nothing without it, as they did not exist.
+    """
+    copier_yml = template / "copier.yml"
+    question = re.compile(r"^deploy:\n(?:  .*\n)+\n", flags=re.MULTILINE)
+    text = copier_yml.read_text()
+    assert question.search(text), f"{copier_yml}: no deploy question to remove"
+    copier_yml.write_text(question.sub("", text))
+    git(template, "rm", "-rq", 'template/{% if deploy == "kubernetes" %}deploy{% endif %}')
+    agents = template / "template/AGENTS.md.jinja"
+    (row,) = [line for line in agents.read_text().splitlines() if line.startswith("| Deployment |")]
+    replace_once(agents, f"{row}\n", "")
+
+
 def add_dependency(template: Path) -> None:
     """The dependency release's change: one more runtime dependency (its locks are not redone)."""
     pyproject = template / "template/pyproject.toml.jinja"

@@ -24,13 +24,25 @@ class TestReady:
     async def test_is_503_when_migrations_are_missing(
         self, client: AsyncClient, session: AsyncSession
     ) -> None:
-        await session.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+        await session.execute(text("DELETE FROM alembic_version"))
 
         response = await client.get("/api/health/ready")
 
         assert response.status_code == 503
         assert response.json()["status"] == "unavailable"
-        assert "at revision older" in response.json()["database"]
+        assert "at revision None" in response.json()["database"]
+        assert response.json()["database"].endswith(": run migrations")
+
+    async def test_is_ok_at_a_newer_release_revision_migrated_before_its_rollout(
+        self, client: AsyncClient, session: AsyncSession
+    ) -> None:
+        # Migrate, then roll: this version keeps serving until its pods are replaced.
+        await session.execute(text("UPDATE alembic_version SET version_num = 'newer'"))
+
+        response = await client.get("/api/health/ready")
+
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "database": "ok"}
 
     @pytest.mark.usefixtures("unreachable_database")
     async def test_is_503_when_the_database_is_unreachable(self, client: AsyncClient) -> None:

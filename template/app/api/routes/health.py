@@ -2,8 +2,10 @@
 
 `/health/live` says the process answers (no I/O: restarting it would not help
 if the database is down). `/health/ready` says it can serve: the database
-answers and its schema is at the revision this code expects. `/health` is the
-ready check under the short name.
+answers and its schema is at the revision this code expects, or at one this
+code does not know: a newer release's, migrated before its rollout, which the
+running version keeps serving through (migrations stay backward compatible).
+`/health` is the ready check under the short name.
 """
 
 import asyncio
@@ -33,8 +35,8 @@ class Readiness(BaseModel):
 
 
 @cache
-def expected_revision() -> str | None:
-    """The migration head of the code, read once from the migration scripts.
+def revisions() -> tuple[str | None, frozenset[str]]:
+    """The code's migration head and its revisions before it, read once from the scripts.
 
     Alembic is imported here, not at the top: with Mako it is a sixth of the
     app's import time, which every start of the service, a command or a test
@@ -43,7 +45,9 @@ def expected_revision() -> str | None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(Config(ALEMBIC_INI)).get_current_head()
+    scripts = ScriptDirectory.from_config(Config(ALEMBIC_INI))
+    head = scripts.get_current_head()
+    return head, frozenset(script.revision for script in scripts.walk_revisions()) - {head}
 
 
 @router.get("/live")
@@ -60,17 +64,18 @@ NOT_READY: dict[int | str, dict[str, Any]] = {
 @router.get("", responses=NOT_READY, summary="Ready (alias of /health/ready)")
 @router.get("/ready", responses=NOT_READY)
 async def ready(session: SessionDep, response: Response) -> Readiness:
-    """The database answers and its schema is at the code's migration head."""
+    """The database answers and its schema is at the code's migration head, or newer."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), autocommit_reads(session):
             revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
     except Exception as exc:  # noqa: BLE001 (any failure means "not ready", with its reason)
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return Readiness(status="unavailable", database=f"unreachable ({type(exc).__name__})")
-    if revision != expected_revision():
+    head, older = revisions()
+    if revision is None or revision in older:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return Readiness(
             status="unavailable",
-            database=f"at revision {revision}, code expects {expected_revision()}: run migrations",
+            database=f"at revision {revision}, code expects {head}: run migrations",
         )
     return Readiness(status="ok", database="ok")
