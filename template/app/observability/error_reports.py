@@ -11,7 +11,7 @@ secret setting's value (the keys of `.env`, the database password, the DSN
 itself) is replaced wherever it still appears in the report.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sentry_sdk
@@ -36,20 +36,21 @@ def scrubbed(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
-def before_send(secrets: tuple[str, ...]) -> Any:
+def before_send(secrets: tuple[str, ...]) -> Callable[[Event, Hint], Event]:
     def scrub(event: Event, hint: Hint) -> Event:
-        request = event.get("request")
+        report: dict[str, Any] = dict(event)
+        request: dict[str, Any] | None = report.get("request")
         if request is not None:
             for field in ("cookies", "data", "query_string"):
-                request.pop(field, None)  # type: ignore[misc]
-            headers = request.get("headers") or {}
+                request.pop(field, None)
+            headers: dict[str, str] = request.get("headers") or {}
             request["headers"] = {
                 name: value for name, value in headers.items() if name.lower() not in SECRET_HEADERS
             }
         current = request_id.get()
         if current is not None:
-            event.setdefault("tags", {})["request_id"] = current  # type: ignore[index]
-        result: Event = scrubbed(event, secrets)
+            report["tags"] = {**(report.get("tags") or {}), "request_id": current}
+        result: Event = scrubbed(report, secrets)
         return result
 
     return scrub
@@ -64,9 +65,14 @@ def start_error_reports(
         dsn=dsn,
         environment=environment,
         release=release,
-        send_default_pii=False,
-        include_local_variables=False,
-        max_request_body_size="never",
+        # No user identity, cookie, body, query string or local variable at all.
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "stack_frame_variables": False,
+        },
         before_send=before_send(known),
         # Errors only: traces are OpenTelemetry's (app/observability/tracing.py).
         traces_sample_rate=None,

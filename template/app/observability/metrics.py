@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -31,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -81,17 +81,41 @@ LOGIN_LIMITED = Counter(
 STATUS_CLASSES = {code // 100: f"{code // 100}xx" for code in range(100, 600, 100)}
 
 
-def route_template(scope: Scope) -> str:
-    """The template of the route the router matched (it sets `scope["route"]`)."""
-    route: BaseRoute | None = scope.get("route")
-    return getattr(route, "path", UNMATCHED) if route is not None else UNMATCHED
+class RouteTemplates:
+    """The full path template of each route, the prefixes of the routers it is in included.
+
+    The router puts the route it matched in the scope, whose own path lacks
+    the prefixes of the routers that include it (`/me` for `/api/users/me`).
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self._by_route: dict[int, str] = {}
+
+    def __call__(self, scope: Scope) -> str:
+        # FastAPI's routes put themselves in the scope; Starlette's, only their endpoint.
+        matched: object = scope.get("route") or scope.get("endpoint")
+        if matched is None:
+            return UNMATCHED
+        template = self._by_route.get(id(matched))
+        if template is None:
+            # A route added since the last look (the first request sees them all).
+            self._by_route = {}
+            for context in iter_route_contexts(self.app.routes):
+                path = context.path_format or UNMATCHED
+                route = context.original_route
+                self._by_route.setdefault(id(route), path)
+                self._by_route.setdefault(id(getattr(route, "endpoint", None)), path)
+            template = self._by_route.setdefault(id(matched), getattr(matched, "path", UNMATCHED))
+        return template
 
 
 class MetricsMiddleware:
     """Count and time every HTTP request, as plain ASGI (see app/api/middleware.py)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, templates: RouteTemplates) -> None:
         self.app = app
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,7 +136,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = route_template(scope)
+            route = self.templates(scope)
             DURATION.labels(method, route).observe(time.perf_counter() - start)
             REQUESTS.labels(method, route, STATUS_CLASSES.get(status // 100, "other")).inc()
             in_progress.dec()
@@ -151,7 +175,7 @@ def serve_metrics(app: Starlette, token: str | None) -> None:
 
     endpoint: Callable[[Request], Awaitable[Response]] = metrics
     app.add_route("/metrics", endpoint, methods=["GET"], include_in_schema=False)
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(MetricsMiddleware, templates=RouteTemplates(app))
 
 
 def forget_this_process() -> None:

@@ -1,0 +1,81 @@
+"""Traces, caught by OpenTelemetry's in-memory exporter instead of sent with OTLP."""
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api.request_log import REQUEST_ID_HEADER
+from app.db.models.user import User
+from app.observability.tracing import instrument, uninstrument
+from tests.clients import log_in
+from tests.factories import DEFAULT_PASSWORD
+
+
+@pytest.fixture
+def exporter(app_under_test: FastAPI, engine: AsyncEngine) -> Iterator[InMemorySpanExporter]:
+    """The app traced, its statements on the test's engine too, every span kept here."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrument(app_under_test, engine, provider)
+    app_under_test.middleware_stack = None  # Built again, with the tracing middleware.
+    yield exporter
+    uninstrument(app_under_test)
+
+
+def server_span(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
+    [span] = [s for s in spans if s.kind is SpanKind.SERVER and s.name == name]
+    return span
+
+
+async def test_a_request_has_a_span_per_statement_and_no_secret(
+    exporter: InMemorySpanExporter, client: AsyncClient, user: User
+) -> None:
+    token = await log_in(client, user.email, DEFAULT_PASSWORD)
+    assert (await client.get("/api/users/me")).status_code == 200
+
+    spans = exporter.get_finished_spans()
+    request = server_span(spans, "GET /api/users/me")
+    assert request.attributes is not None
+    assert request.attributes["http.route"] == "/api/users/me"
+    assert request.attributes["http.status_code"] == 200
+    statements = [
+        span
+        for span in spans
+        if span.parent is not None
+        and span.parent.span_id == request.context.span_id
+        and span.attributes
+        and "db.statement" in span.attributes
+    ]
+    assert statements, [span.name for span in spans]
+    assert any("FROM users" in str(s.attributes["db.statement"]) for s in statements)  # type: ignore[index]
+
+    # The login looked the user up by e-mail: a parameter, never in a span.
+    secrets = [DEFAULT_PASSWORD, token, user.email]
+    for span in spans:
+        attributes = dict(span.attributes or {})
+        assert not any("param" in key for key in attributes), attributes
+        for key, value in attributes.items():
+            for secret in secrets:
+                assert secret not in str(value), (span.name, key)
+
+
+async def test_log_lines_carry_the_request_id_and_the_trace_id(
+    exporter: InMemorySpanExporter, client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        response = await client.get("/api/health/live?token=in-the-query")
+
+    span = server_span(exporter.get_finished_spans(), "GET /api/health/live")
+    [line] = [r for r in caplog.records if r.name == "app.access"]
+    assert line.request_id == response.headers[REQUEST_ID_HEADER]  # type: ignore[attr-defined]
+    assert line.trace_id == format(span.context.trace_id, "032x")  # type: ignore[attr-defined]
+    assert "in-the-query" not in str(span.attributes)
