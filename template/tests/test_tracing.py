@@ -1,7 +1,11 @@
 """Traces, caught by OpenTelemetry's in-memory exporter instead of sent with OTLP."""
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -17,6 +21,8 @@ from app.db.models.user import User
 from app.observability.tracing import instrument, uninstrument
 from tests.clients import log_in
 from tests.factories import DEFAULT_PASSWORD
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -87,3 +93,22 @@ async def test_log_lines_carry_the_request_id_and_the_trace_id(
     assert "in-the-query" not in str(span.attributes)
     assert span.attributes is not None
     assert span.attributes["url.query"] == "token=REDACTED"
+
+
+def test_an_unconfigured_service_loads_no_tracing_sdk_and_no_sentry(tmp_path: Path) -> None:
+    """Off means not even imported: start-up and requests pay nothing for them."""
+    unset = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "SENTRY_DSN")
+    environment = {name: value for name, value in os.environ.items() if name not in unset}
+    environment["PYTHONPATH"] = str(PROJECT_ROOT)
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, app.main; print(sorted(sys.modules))"],
+        cwd=tmp_path,  # no .env
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    assert "'app.observability.metrics'" in loaded
+    for module in ("opentelemetry.sdk", "app.observability.tracing", "sentry_sdk"):
+        assert f"'{module}'" not in loaded

@@ -65,13 +65,14 @@ def start_error_reports(
         dsn=dsn,
         environment=environment,
         release=release,
-        # No user identity, cookie, body, query string or local variable at all.
+        # No user identity, cookie, body, query string, local variable or SQL parameter at all.
         data_collection={
             "user_info": False,
             "cookies": {"mode": "off"},
             "http_bodies": [],
             "url_query_params": {"mode": "off"},
             "stack_frame_variables": False,
+            "database_query_data": False,
         },
         before_send=before_send(known),
         # Errors only: traces are OpenTelemetry's (app/observability/tracing.py).
