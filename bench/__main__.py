@@ -1,4 +1,5 @@
-"""`uv run python -m bench [--runs N] [--seconds S] [--no-instructions] [--no-matrix] [--output F]`.
+"""`uv run python -m bench [--runs N] [--seconds S] [--no-instructions] [--no-matrix]
+[--observability-only] [--output F]`.
 
 Renders the template (working tree, default answers) into a temporary folder,
 measures it, and prints the Markdown table of bench/README.md's "The latest table";
@@ -46,6 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-matrix", action="store_true", help="skip the template's rendering matrix"
+    )
+    parser.add_argument(
+        "--observability-only",
+        action="store_true",
+        help="measure only what metrics and tracing add to GET /api/users/me",
     )
     parser.add_argument(
         "--output",
@@ -117,16 +123,21 @@ def measure_serving(folder: Path, args: argparse.Namespace, results: Results) ->
         serving = Serving(folder / "serving", databases, folder / "server.log")
         serving.prepare()
         for run_number in range(1, args.runs + 1):
-            for name, workers in configurations:
-                progress(f"serving, {name}, run {run_number}/{args.runs}")
-                serving.run_configuration(name, workers, options, results, run_number)
-            progress(f"serving, the reference points, run {run_number}/{args.runs}")
-            serving.run_reference(options, results, run_number)
+            if not args.observability_only:
+                for name, workers in configurations:
+                    progress(f"serving, {name}, run {run_number}/{args.runs}")
+                    serving.run_configuration(name, workers, options, results, run_number)
+                progress(f"serving, the reference points, run {run_number}/{args.runs}")
+                serving.run_reference(options, results, run_number)
+            progress(f"serving, metrics and tracing side by side, run {run_number}/{args.runs}")
+            serving.run_observability(options, results, run_number)
         if not args.no_instructions:
             progress("instructions per request, under callgrind (one run)")
             dumps = folder / "callgrind"
             dumps.mkdir()
-            serving.count_instructions(dumps, results)
+            if not args.observability_only:
+                serving.count_instructions(dumps, results)
+            serving.count_observability_instructions(dumps, results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         project.render_cli(template, folder / "serving")
         project.sync(folder / "serving")
         service_python = project.python_version(folder / "serving")
-        measure_projects(template, folder, args.runs, results)
+        if not args.observability_only:
+            measure_projects(template, folder, args.runs, results)
         measure_serving(folder, args, results)
-    if not args.no_matrix:
+    if not args.no_matrix and not args.observability_only:
         progress("the template's rendering matrix (one run)")
         results.add(
             "Matrix: " + ", ".join(project.MATRIX_TESTS) + " (xdist)", "s", project.run_matrix()

@@ -2,6 +2,7 @@
 
 import json
 import secrets
+import statistics
 import sys
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from bench.database import connections_opened
 from bench.load import Load, LoadResult, Request
 from bench.project import run
 from bench.server import READY_TIMEOUT_SECONDS, PeakMemory, serve
+from bench.sink import otlp_sink
 from bench.stats import Results
 from tests.conftest import Databases, project_env
 
@@ -40,6 +42,27 @@ REFERENCE_SCENARIOS = [
     ("GET /bare: FastAPI alone, no database", Request("GET", "/bare")),
     ("GET /raw: one asyncpg query, no ORM", Request("GET", "/raw")),
 ]
+# The cost of the rendered app's observability, side by side on GET /api/users/me:
+# the settings each configuration adds (the OTLP endpoint is the local sink's).
+OBSERVED = "Observability, 1 worker · GET /api/users/me"
+NEITHER = "neither"
+METRICS = "metrics on"
+TRACING = "tracing on (100 % sampled, OTLP to a local sink)"
+# What each may add to the instructions per request of NEITHER (issue 16).
+OBSERVABILITY_TARGETS = {METRICS: 0.10, TRACING: 0.25}
+
+
+def observability_settings(otlp_endpoint: str) -> dict[str, dict[str, str]]:
+    return {
+        NEITHER: {},
+        METRICS: {"METRICS_TOKEN": secrets.token_urlsafe(32)},
+        TRACING: {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+            "OTEL_TRACES_SAMPLER": "always_on",
+        },
+    }
+
+
 # Rows the post list returns: more exist, so that LIMIT has to choose.
 POSTS = 25
 LIST_LIMIT = 20
@@ -133,6 +156,40 @@ class Serving:
         results.add(f"{name} · server peak RSS, all processes", "MiB", monitor.peak_bytes / 2**20)
         results.add(f"{name} · wrk's CPU use, busiest run", "% of a core", measured.wrk_peak * 100)
         results.add(f"{name} · failed requests, all of the above", "requests", measured.failed)
+
+    def run_observability(self, options: Options, results: Results, run_number: int) -> None:
+        """GET /api/users/me with metrics on, with tracing on, with neither: one after the other."""
+        with otlp_sink() as sink:
+            for name, settings in observability_settings(sink.endpoint).items():
+                with serve(self.project, 1, {**self.env, **settings}, self.log) as (url, monitor):
+                    authorization = self.log_in_and_seed(url)
+                    label = f"{OBSERVED} · {name}"
+                    measured = Measured(self, label, url, monitor, options, results, run_number)
+                    measured.measure("load", self.users_me, authorization)
+            if sink.exports == 0:
+                raise RuntimeError("the traced service exported nothing to the OTLP sink")
+
+    def count_observability_instructions(self, dumps: Path, results: Results) -> None:
+        """Instructions per request of GET /api/users/me in each configuration, and the cost."""
+        wrapper = instructions.under_callgrind(dumps)
+        timeout = instructions.READY_TIMEOUT_SECONDS
+        medians: dict[str, float] = {}
+        with otlp_sink() as sink:
+            for name, settings in observability_settings(sink.endpoint).items():
+                env = {**self.env, **settings}
+                service = serve(
+                    self.project, 1, env, self.log, wrapper=wrapper, ready_timeout=timeout
+                )
+                with service as (base_url, monitor):
+                    authorization = self.log_in_and_seed(base_url)
+                    with instructions.counting(monitor.process.pid, base_url, dumps) as counter:
+                        counts = counter.per_request(self.users_me, authorization)
+                results.extend(f"{COUNTED} · {OBSERVED} · {name}", instructions.UNIT, counts)
+                medians[name] = statistics.median(counts)
+        for name, target in OBSERVABILITY_TARGETS.items():
+            added = medians[name] / medians[NEITHER] - 1
+            label = f"{COUNTED} · {OBSERVED} · {name}: added (target ≤ {target:.0%})"
+            results.add(label, "%", added * 100)
 
     def reference_server(
         self,

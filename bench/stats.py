@@ -15,6 +15,7 @@ DIGITS = {
     "tests": 0,
     "requests": 0,
     "% of a core": 0,
+    "%": 1,
 }
 
 

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +35,12 @@ class Service:
 
 
 @contextlib.contextmanager
-def serve(project: Project, env: Mapping[str, str], log: Path) -> Iterator[Service]:
+def serve(
+    project: Project, env: Mapping[str, str], log: Path, args: Sequence[str] = ()
+) -> Iterator[Service]:
     """uvicorn serving `app.main:app` of `project`, answering /api/health/live.
+
+    `args` go to uvicorn after the address (`--workers 2`, say).
 
     Stopped on the way out like a deployment stops it (SIGTERM, which lets the
     app close its connections), then killed with its whole group if it lingers.
@@ -52,6 +56,7 @@ def serve(project: Project, env: Mapping[str, str], log: Path) -> Iterator[Servi
                 "--port",
                 str(port),
                 "--no-access-log",
+                *args,
             ],
             cwd=project.path,
             env=project_env(**env),

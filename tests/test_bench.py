@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bench.instructions import instructions_in, valgrind_path
 from bench.programs import ProgramMissingError
 from bench.project import PYTEST_SUMMARY
+from bench.sink import otlp_sink
 from bench.stats import Results
 from tests.conftest import ROOT
 
@@ -86,3 +88,14 @@ def test_an_unreachable_database_stops_it_with_a_message() -> None:
         finished.stderr
     )
     assert finished.stdout == ""
+
+
+def test_the_otlp_sink_answers_and_counts_each_export() -> None:
+    with otlp_sink() as sink:
+        response = httpx.post(
+            f"{sink.endpoint}/v1/traces",
+            content=b"\x0a\x00",
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        assert response.status_code == 200
+        assert sink.exports == 1

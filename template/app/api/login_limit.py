@@ -31,6 +31,7 @@ from limits.storage import storage_from_string
 from starlette.routing import BaseRoute
 
 from app.core.config import settings
+from app.observability.metrics import LOGIN_FAILURES, LOGIN_LIMITED
 
 TOO_MANY_FAILED_LOGINS = "LOGIN_TOO_MANY_FAILURES"
 
@@ -134,6 +135,7 @@ async def limit_failed_logins(
     try:
         await limiter.admit(keys)
     except TooManyFailedLoginsError as exc:
+        LOGIN_LIMITED.inc()
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail={
@@ -146,6 +148,7 @@ async def limit_failed_logins(
         yield
     except HTTPException as exc:
         if exc.detail == ErrorCode.LOGIN_BAD_CREDENTIALS:
+            LOGIN_FAILURES.inc()
             await limiter.record_failure(keys)
         raise
     finally:

@@ -13,6 +13,7 @@ import json
 import logging
 import logging.config
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
@@ -22,6 +23,12 @@ LogFormat = Literal["text", "json"]
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s"
+TRACED_TEXT_FORMAT = (
+    "%(asctime)s %(levelname)-7s [%(request_id)s trace=%(trace_id)s] %(name)s: %(message)s"
+)
+# Set while traces are exported (app/observability/tracing.py): the current trace's
+# id, so that each line also carries `trace_id` and leads to its trace.
+trace_id_source: Callable[[], str] | None = None
 # Attributes every LogRecord has: anything else was passed in `extra=` and goes into the JSON.
 _STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
@@ -42,6 +49,8 @@ def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """
     record = _default_record_factory(*args, **kwargs)
     record.request_id = request_id.get() or "-"
+    if trace_id_source is not None:
+        record.trace_id = trace_id_source()
     return record
 
 
@@ -84,7 +93,9 @@ class StderrHandler(logging.StreamHandler[TextIO]):
 def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
     """The `dictConfig` of the service: everything to stderr through one handler."""
     formatter: dict[str, Any] = (
-        {"()": JsonFormatter} if log_format == "json" else {"format": TEXT_FORMAT}
+        {"()": JsonFormatter}
+        if log_format == "json"
+        else {"format": TEXT_FORMAT if trace_id_source is None else TRACED_TEXT_FORMAT}
     )
     return {
         "version": 1,

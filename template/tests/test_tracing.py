@@ -1,0 +1,114 @@
+"""Traces, caught by OpenTelemetry's in-memory exporter instead of sent with OTLP."""
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api.request_log import REQUEST_ID_HEADER
+from app.db.models.user import User
+from app.observability.tracing import instrument, uninstrument
+from tests.clients import log_in
+from tests.factories import DEFAULT_PASSWORD
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def exporter(
+    app_under_test: FastAPI, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[InMemorySpanExporter]:
+    """The app traced, its statements on the test's engine, every span kept here.
+
+    The service makes its provider global before the app exists; a test gives
+    its own to the app's telemetry settings, and the global one stays unset.
+    """
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrument(engine, provider)
+    monkeypatch.setitem(app_under_test._telemetry, "tracer_provider", provider)
+    yield exporter
+    uninstrument()
+
+
+def server_span(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
+    [span] = [s for s in spans if s.kind is SpanKind.SERVER and s.name == name]
+    return span
+
+
+async def test_a_request_has_a_span_per_statement_and_no_secret(
+    exporter: InMemorySpanExporter, client: AsyncClient, user: User
+) -> None:
+    token = await log_in(client, user.email, DEFAULT_PASSWORD)
+    assert (await client.get("/api/users/me")).status_code == 200
+
+    spans = exporter.get_finished_spans()
+    request = server_span(spans, "GET /api/users/me")
+    assert request.attributes is not None
+    assert request.attributes["http.route"] == "/api/users/me"
+    assert request.attributes["http.response.status_code"] == 200
+    statements = [
+        span
+        for span in spans
+        if span.parent is not None
+        and span.parent.span_id == request.context.span_id
+        and span.attributes
+        and "db.statement" in span.attributes
+    ]
+    assert statements, [span.name for span in spans]
+    assert any("FROM users" in str(s.attributes["db.statement"]) for s in statements)  # type: ignore[index]
+
+    # The login looked the user up by e-mail: a parameter, never in a span.
+    secrets = [DEFAULT_PASSWORD, token, user.email]
+    for span in spans:
+        attributes = dict(span.attributes or {})
+        assert not any("param" in key for key in attributes), attributes
+        for key, value in attributes.items():
+            for secret in secrets:
+                assert secret not in str(value), (span.name, key)
+
+
+async def test_log_lines_carry_the_request_id_and_the_trace_id(
+    exporter: InMemorySpanExporter, client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        response = await client.get("/api/health/live?token=in-the-query")
+
+    span = server_span(exporter.get_finished_spans(), "GET /api/health/live")
+    [line] = [r for r in caplog.records if r.name == "app.access"]
+    assert line.request_id == response.headers[REQUEST_ID_HEADER]  # type: ignore[attr-defined]
+    assert line.trace_id == format(span.context.trace_id, "032x")  # type: ignore[attr-defined]
+    assert "in-the-query" not in str(span.attributes)
+    assert span.attributes is not None
+    assert span.attributes["url.query"] == "token=REDACTED"
+
+
+def test_an_unconfigured_service_loads_no_tracing_sdk_and_no_sentry(tmp_path: Path) -> None:
+    """Off means not even imported: start-up and requests pay nothing for them."""
+    unset = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "SENTRY_DSN")
+    environment = {name: value for name, value in os.environ.items() if name not in unset}
+    environment["PYTHONPATH"] = str(PROJECT_ROOT)
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, app.main; print(sorted(sys.modules))"],
+        cwd=tmp_path,  # no .env
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    assert "'app.observability.metrics'" in loaded
+    for module in ("opentelemetry.sdk", "app.observability.tracing", "sentry_sdk"):
+        assert f"'{module}'" not in loaded
