@@ -151,8 +151,16 @@ async def autocommit_reads(session: AsyncSession) -> AsyncIterator[None]:
     a transaction (as soon as it holds a change: adding or changing an object
     begins one, so its flush is never autocommitted), or works on a connection
     it does not own (the tests' rolled-back one), the reads simply join it.
+
+    Behind PgBouncer (DATABASE_BEHIND_PGBOUNCER) they run in a transaction
+    too: asyncpg prepares a statement, then executes it, and outside a
+    transaction PgBouncer may hand the two to different server connections.
     """
-    if session.in_transaction() or not isinstance(session.bind, AsyncEngine):
+    if (
+        session.in_transaction()
+        or not isinstance(session.bind, AsyncEngine)
+        or settings.DATABASE_BEHIND_PGBOUNCER
+    ):
         yield
         return
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
