@@ -2,12 +2,13 @@
 
 From the Debian package (`.ci/run` installs it). It listens on a free loopback
 port, with its configuration and user list in a folder of its own, and stops
-with the block. As root it drops to the `nobody` user: PgBouncer refuses to
+with the block. As root it drops to an unprivileged user: PgBouncer refuses to
 run as root.
 """
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -40,12 +41,23 @@ class PgBouncer:
         return self.log.read_text(errors="replace")
 
 
-def config(port: int, users: Path) -> str:
+def server_address() -> tuple[str, str]:
+    """Host (or socket folder) and port of the server under test."""
     server = conninfo_to_dict(admin_conninfo())
-    host = server.get("host") or "127.0.0.1"
+    return str(server.get("host") or "127.0.0.1"), str(server.get("port") or 5432)
+
+
+def unprivileged_user() -> str:
+    """Whoever owns the server's socket folder can reach it; anyone reaches TCP."""
+    host, _ = server_address()
+    return pwd.getpwuid(Path(host).stat().st_uid).pw_name if host.startswith("/") else "nobody"
+
+
+def config(port: int, users: Path) -> str:
+    host, server_port = server_address()
     return f"""\
 [databases]
-* = host={host} port={server.get("port") or 5432}
+* = host={host} port={server_port}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -74,7 +86,7 @@ def pgbouncer() -> Iterator[PgBouncer]:
         if os.geteuid() == 0:
             # The unprivileged user reads the configuration from this folder.
             folder.chmod(0o755)
-            command[1:1] = ["-u", "nobody"]
+            command[1:1] = ["-u", unprivileged_user()]
         log = folder / "pgbouncer.log"
         with log.open("wb") as output:
             process = subprocess.Popen(

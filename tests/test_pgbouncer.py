@@ -104,7 +104,8 @@ def test_whole_flow_and_fifty_clients_through_pgbouncer_without_errors(
 ) -> None:
     env = through(bouncer, database, DATABASE_BEHIND_PGBOUNCER="true")
     with serve(project, env, tmp_path / "uvicorn.log") as service, client(service) as http:
-        assert http.get("/api/health/ready").json() == {"status": "ok", "database": "ok"}
+        ready = http.get("/api/health/ready").json()
+        assert ready == {"status": "ok", "database": "ok"}, bouncer.output()
         headers = register_and_log_in(http)
         me = http.get("/api/users/me", headers=headers)
         assert me.status_code == 200, me.text
