@@ -36,16 +36,21 @@ class Service:
 
 @contextlib.contextmanager
 def serve(
-    project: Project, env: Mapping[str, str], log: Path, args: Sequence[str] = ()
+    project: Project,
+    env: Mapping[str, str],
+    log: Path,
+    args: Sequence[str] = (),
+    port: int | None = None,
 ) -> Iterator[Service]:
     """uvicorn serving `app.main:app` of `project`, answering /api/health/live.
 
-    `args` go to uvicorn after the address (`--workers 2`, say).
+    `args` go to uvicorn after the address (`--workers 2`, say). On `port` (an
+    instance restarted where it was), or on a free one.
 
     Stopped on the way out like a deployment stops it (SIGTERM, which lets the
     app close its connections), then killed with its whole group if it lingers.
     """
-    port = free_port()
+    port = port or free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
             [

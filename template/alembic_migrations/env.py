@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import settings
 from app.db.base import Base
+from app.db.session import statement_args
 
 config = context.config
 target_metadata = Base.metadata
@@ -42,7 +43,11 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_async_migrations() -> None:
-    engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
+    engine = create_async_engine(
+        settings.database_url,
+        poolclass=pool.NullPool,
+        connect_args=statement_args(settings.DATABASE_BEHIND_PGBOUNCER),
+    )
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -5,6 +5,8 @@ from httpx import AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.shutdown import Drain
+
 
 class TestLive:
     async def test_is_ok(self, client: AsyncClient) -> None:
@@ -15,6 +17,21 @@ class TestLive:
 
 
 class TestReady:
+    async def test_is_503_once_shutdown_started_while_live_stays_ok(
+        self, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """SIGTERM (app/core/shutdown.py): load balancers stop sending requests."""
+        monkeypatch.setattr(Drain, "started", True)
+
+        response = await client.get("/api/health/ready")
+
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "unavailable",
+            "database": "not checked: shutting down",
+        }
+        assert (await client.get("/api/health/live")).status_code == 200
+
     async def test_is_ok_with_a_migrated_database(self, client: AsyncClient) -> None:
         for url in ("/api/health/ready", "/api/health"):
             response = await client.get(url)

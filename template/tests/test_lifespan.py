@@ -1,10 +1,12 @@
 """The application's start-up and shutdown (the lifespan in app/main.py)."""
 
 import gc
+import signal
 from collections.abc import Iterator
 
 import pytest
 
+from app.core.shutdown import drain_on_sigterm
 from app.main import app
 
 
@@ -22,3 +24,12 @@ async def test_start_up_takes_what_it_built_out_of_the_collectors_way() -> None:
         assert gc.get_freeze_count() > 0
         # Frozen objects are left out of every generation the collector walks.
         assert not any(tracked is app for tracked in gc.get_objects())
+
+
+async def test_sigterm_is_left_alone_outside_uvicorn() -> None:
+    """The drain needs uvicorn's handler to hand over to; other servers keep their own."""
+    before = signal.getsignal(signal.SIGTERM)
+
+    drain_on_sigterm(delay_seconds=5, grace_seconds=30)
+
+    assert signal.getsignal(signal.SIGTERM) is before

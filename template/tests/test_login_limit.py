@@ -1,18 +1,23 @@
 """Failed logins are limited per e-mail address and per client IP (app/api/login_limit.py)."""
 
 import asyncio
+from typing import NoReturn
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from limits import parse
+from limits.errors import StorageError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api import login_limit
 from app.api.login_limit import (
+    LIMIT_STORE_UNAVAILABLE,
     TOO_MANY_FAILED_LOGINS,
     FailedLoginLimiter,
     TooManyFailedLoginsError,
     failed_login_limiter,
+    warn_if_store_is_down,
 )
 from app.core.config import settings
 from app.db.models.user import User
@@ -110,6 +115,55 @@ class TestConcurrentAttempts:
         with pytest.raises(TooManyFailedLoginsError) as refused:
             await limiter.admit(KEYS)
         assert 0 < refused.value.retry_after <= 60
+
+
+class TestUnreachableStore:
+    """A shared store (Redis) that does not answer: logins fail closed, nothing else does."""
+
+    @pytest.fixture
+    def login_limiter(self, monkeypatch: pytest.MonkeyPatch) -> FailedLoginLimiter:
+        limiter = FailedLoginLimiter("async+memory://", "3/minute", "100/minute")
+
+        async def refused(*args: object, **kwargs: object) -> NoReturn:
+            # What the limits library raises for Redis's refused connection.
+            raise StorageError(ConnectionRefusedError(111, "Connection refused"))
+
+        for method in ("acquire_entry", "get_moving_window", "check"):
+            monkeypatch.setattr(limiter.storage, method, refused)
+        return limiter
+
+    async def test_logins_answer_503_naming_the_setting_in_the_log(
+        self, client: AsyncClient, user: User, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        response = await log_in_with(client, user.email, DEFAULT_PASSWORD)
+
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "5"
+        assert response.json()["detail"]["code"] == LIMIT_STORE_UNAVAILABLE
+        assert "LOGIN_LIMIT_STORAGE_URI does not answer" in caplog.text
+
+    async def test_other_endpoints_are_not_affected(self, client: AsyncClient) -> None:
+        body = {"email": "newcomer@example.com", "password": DEFAULT_PASSWORD}
+        assert (await client.post("/api/auth/register", json=body)).status_code == 201
+        assert (await client.get("/api/health/live")).status_code == 200
+
+    async def test_start_up_names_the_setting_and_goes_on(
+        self,
+        login_limiter: FailedLoginLimiter,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        monkeypatch.setattr(login_limit, "failed_login_limiter", login_limiter)
+
+        await warn_if_store_is_down()
+
+        assert "LOGIN_LIMIT_STORAGE_URI does not answer" in caplog.text
+
+
+async def test_start_up_is_quiet_when_the_store_answers(caplog: pytest.LogCaptureFixture) -> None:
+    await warn_if_store_is_down()
+
+    assert "LOGIN_LIMIT_STORAGE_URI" not in caplog.text
 
 
 def test_the_login_route_documents_its_429(app_under_test: FastAPI) -> None:

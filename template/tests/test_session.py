@@ -12,9 +12,15 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from app.core.config import settings
 from app.core.users import Strategy, UserManager, get_user_db
 from app.db.models.user import User
-from app.db.session import async_session_maker, autocommit_reads, close_or_discard
+from app.db.session import (
+    async_session_maker,
+    autocommit_reads,
+    close_or_discard,
+    create_engine,
+)
 from app.db.session import engine as app_engine
 from tests.factories import cheap_password_helper, create_user
 
@@ -149,3 +155,24 @@ async def test_a_connection_the_server_closed_is_replaced_before_use(
 
     async with app_engine.connect() as pooled:
         assert await pooled.scalar(text("SELECT pg_backend_pid()")) != closed_pid
+
+
+@pytest.mark.parametrize("behind_pgbouncer", [True, False])
+async def test_pgbouncer_setting_without_a_pooler_is_named_in_a_warning(
+    engine: AsyncEngine, behind_pgbouncer: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The test database is reached directly: the setting costs speed, and says so once."""
+    direct = create_engine(settings.database_url, behind_pgbouncer=behind_pgbouncer)
+    try:
+        for _ in range(2):
+            async with direct.connect() as connection:
+                # The same statement twice: prepared anew each time, under a unique name.
+                assert await connection.scalar(text("SELECT 1")) == 1
+                assert await connection.scalar(text("SELECT 1")) == 1
+    finally:
+        await direct.dispose()
+
+    warnings = [
+        r.getMessage() for r in caplog.records if "DATABASE_BEHIND_PGBOUNCER" in r.getMessage()
+    ]
+    assert len(warnings) == (1 if behind_pgbouncer else 0)

@@ -12,13 +12,17 @@ cannot slip past the limit while none of them has failed yet.
 The counts live in the store of LOGIN_LIMIT_STORAGE_URI (`limits` library):
 by default this process's memory, which restarts empty and is not shared
 between worker processes. The README's "Failed logins" says what that means.
+When a shared store does not answer, logins answer 503: failing open would
+lift the limit for anyone who can make the store unreachable.
 """
 
+import asyncio
+import logging
 import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.routing import APIRoute
@@ -26,14 +30,22 @@ from fastapi.security import OAuth2PasswordRequestForm
 from fastapi_users.openapi import OpenAPIResponseType
 from fastapi_users.router.common import ErrorCode, ErrorModel
 from limits import RateLimitItem, parse
+from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 from starlette.routing import BaseRoute
 
 from app.core.config import settings
 from app.observability.metrics import LOGIN_FAILURES, LOGIN_LIMITED
 
+logger = logging.getLogger(__name__)
+
 TOO_MANY_FAILED_LOGINS = "LOGIN_TOO_MANY_FAILURES"
+LIMIT_STORE_UNAVAILABLE = "LOGIN_LIMIT_UNAVAILABLE"
+# Seconds a client is told to wait when the store does not answer; also how long
+# the start-up check waits for it.
+STORE_RETRY_SECONDS = 5
 
 TOO_MANY_FAILED_LOGINS_RESPONSE: OpenAPIResponseType = {
     status.HTTP_429_TOO_MANY_REQUESTS: {
@@ -72,7 +84,9 @@ class FailedLoginLimiter:
     """Moving windows of failed logins, one per e-mail address and one per client IP."""
 
     def __init__(self, storage_uri: str, per_email: str, per_ip: str) -> None:
-        self.storage = storage_from_string(storage_uri)
+        # An async store (the settings accept no other); its errors, whatever the
+        # store, raised as StorageError.
+        self.storage = cast(Storage, storage_from_string(storage_uri, wrap_exceptions=True))
         self._limiter = MovingWindowRateLimiter(self.storage)
         self.limits: dict[str, RateLimitItem] = {"email": parse(per_email), "ip": parse(per_ip)}
         # Attempts admitted and not finished yet, per (limit name, identifier).
@@ -102,6 +116,13 @@ class FailedLoginLimiter:
     async def record_failure(self, keys: Keys) -> None:
         for name, identifier in keys.items():
             await self._limiter.hit(self.limits[name], name, identifier)
+
+    async def store_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(STORE_RETRY_SECONDS):
+                return bool(await self.storage.check())
+        except (StorageError, TimeoutError):
+            return False
 
     def release(self, keys: Keys) -> None:
         self._in_flight.subtract(keys.items())
@@ -134,6 +155,8 @@ async def limit_failed_logins(
     keys = login_keys(request, credentials.username)
     try:
         await limiter.admit(keys)
+    except StorageError as exc:
+        raise store_unavailable(exc) from exc
     except TooManyFailedLoginsError as exc:
         LOGIN_LIMITED.inc()
         raise HTTPException(
@@ -149,10 +172,39 @@ async def limit_failed_logins(
     except HTTPException as exc:
         if exc.detail == ErrorCode.LOGIN_BAD_CREDENTIALS:
             LOGIN_FAILURES.inc()
-            await limiter.record_failure(keys)
+            try:
+                await limiter.record_failure(keys)
+            except StorageError as storage_error:
+                raise store_unavailable(storage_error) from storage_error
         raise
     finally:
         limiter.release(keys)
+
+
+def store_unavailable(exc: StorageError) -> HTTPException:
+    logger.warning(
+        "Login refused: the store of LOGIN_LIMIT_STORAGE_URI does not answer (%r)",
+        exc.storage_error,
+    )
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail={
+            "code": LIMIT_STORE_UNAVAILABLE,
+            "reason": "Logins are unavailable for a moment, try again shortly",
+        },
+        headers={"Retry-After": str(STORE_RETRY_SECONDS)},
+    )
+
+
+async def warn_if_store_is_down() -> None:
+    """At start-up: say which setting to check, without holding the service back.
+
+    Everything but logins works without the store, and it may come up later.
+    """
+    if not await failed_login_limiter.store_answers():
+        logger.warning(
+            "The store of LOGIN_LIMIT_STORAGE_URI does not answer: logins answer 503 until it does"
+        )
 
 
 def limit_logins_of(auth_router: APIRouter) -> APIRouter:

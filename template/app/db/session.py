@@ -3,10 +3,12 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
+from uuid import uuid4
 
 from fastapi import Depends
 from sqlalchemy import event
+from sqlalchemy.engine import AdaptedConnection
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,20 +22,70 @@ from app.core.config import settings
 
 logger = logging.getLogger(__name__)
 
-engine = create_async_engine(
-    settings.database_url,
-    pool_size=settings.DATABASE_POOL_SIZE,
-    max_overflow=settings.DATABASE_MAX_OVERFLOW,
-    pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
-    connect_args={
-        "timeout": settings.DATABASE_POOL_TIMEOUT_SECONDS,
-        "command_timeout": settings.DATABASE_STATEMENT_TIMEOUT_SECONDS,
-        "server_settings": {"application_name": settings.PROJECT_NAME},
-    },
-)
+
+def statement_args(behind_pgbouncer: bool) -> dict[str, Any]:
+    """asyncpg's prepared statements, made safe for PgBouncer's transaction pooling.
+
+    asyncpg prepares every statement under a name numbered per connection, and
+    SQLAlchemy and asyncpg keep the prepared ones for the next execution. Behind
+    PgBouncer in transaction pooling mode, each transaction may run on another
+    server connection: the kept statement is missing there ("prepared statement
+    does not exist"), or its name is taken by another client's ("already
+    exists"). With DATABASE_BEHIND_PGBOUNCER nothing is kept, and every name is
+    unique: each statement is prepared where it runs, at the price of one more
+    parse per statement.
+    """
+    if not behind_pgbouncer:
+        return {}
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__asyncpg_{uuid4()}__",
+    }
 
 
-@event.listens_for(engine.sync_engine, "checkout")
+def create_engine(url: str, *, behind_pgbouncer: bool) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        pool_size=settings.DATABASE_POOL_SIZE,
+        max_overflow=settings.DATABASE_MAX_OVERFLOW,
+        pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
+        connect_args={
+            "timeout": settings.DATABASE_POOL_TIMEOUT_SECONDS,
+            "command_timeout": settings.DATABASE_STATEMENT_TIMEOUT_SECONDS,
+            "server_settings": {"application_name": settings.PROJECT_NAME},
+            **statement_args(behind_pgbouncer),
+        },
+    )
+    event.listen(engine.sync_engine, "checkout", refuse_closed_connection)
+    if behind_pgbouncer:
+        event.listen(engine.sync_engine, "first_connect", warn_without_pooler)
+    return engine
+
+
+def warn_without_pooler(
+    dbapi_connection: AdaptedConnection, connection_record: ConnectionPoolEntry
+) -> None:
+    """Say so when DATABASE_BEHIND_PGBOUNCER is set but no pooler is in between.
+
+    The service works either way, only slower: a warning, not a refusal to start.
+    A pooler introduces itself to clients under a process id of its own making,
+    while PostgreSQL gives its backend's, which the backend also reports.
+    """
+    asyncpg_connection = connection_record.driver_connection
+    if asyncpg_connection is None:
+        return
+    backend_pid = dbapi_connection.run_async(
+        lambda connection: connection.fetchval("SELECT pg_backend_pid()")
+    )
+    if backend_pid == asyncpg_connection.get_server_pid():
+        logger.warning(
+            "DATABASE_BEHIND_PGBOUNCER is set, but DATABASE_URL reaches PostgreSQL directly: "
+            "unset it unless a transaction-pooling PgBouncer is on the way, as it only "
+            "costs one more parse per statement here"
+        )
+
+
 def refuse_closed_connection(
     dbapi_connection: object,
     connection_record: ConnectionPoolEntry,
@@ -50,6 +102,9 @@ def refuse_closed_connection(
     asyncpg_connection = connection_record.driver_connection
     if asyncpg_connection is not None and asyncpg_connection.is_closed():
         raise DisconnectionError("the database server closed this connection")
+
+
+engine = create_engine(settings.database_url, behind_pgbouncer=settings.DATABASE_BEHIND_PGBOUNCER)
 
 
 # fastapi-users commits inside its adapter; without expire_on_commit=False every
@@ -95,8 +150,16 @@ async def autocommit_reads(session: AsyncSession) -> AsyncIterator[None]:
     a transaction (as soon as it holds a change: adding or changing an object
     begins one, so its flush is never autocommitted), or works on a connection
     it does not own (the tests' rolled-back one), the reads simply join it.
+
+    Behind PgBouncer (DATABASE_BEHIND_PGBOUNCER) they run in a transaction
+    too: asyncpg prepares a statement, then executes it, and outside a
+    transaction PgBouncer may hand the two to different server connections.
     """
-    if session.in_transaction() or not isinstance(session.bind, AsyncEngine):
+    if (
+        session.in_transaction()
+        or not isinstance(session.bind, AsyncEngine)
+        or settings.DATABASE_BEHIND_PGBOUNCER
+    ):
         yield
         return
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

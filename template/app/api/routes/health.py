@@ -17,6 +17,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from app.core.shutdown import Drain
 from app.db.session import SessionDep, autocommit_reads
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -64,7 +65,13 @@ NOT_READY: dict[int | str, dict[str, Any]] = {
 @router.get("", responses=NOT_READY, summary="Ready (alias of /health/ready)")
 @router.get("/ready", responses=NOT_READY)
 async def ready(session: SessionDep, response: Response) -> Readiness:
-    """The database answers and its schema is at the code's migration head, or newer."""
+    """The database answers and its schema is at the code's migration head, or newer.
+
+    Not while the process shuts down: load balancers stop sending it requests.
+    """
+    if Drain.started:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Readiness(status="unavailable", database="not checked: shutting down")
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), autocommit_reads(session):
             revision = await session.scalar(text("SELECT version_num FROM alembic_version"))

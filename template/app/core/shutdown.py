@@ -1,0 +1,66 @@
+"""Graceful shutdown under uvicorn: leave the load balancer's rotation, then drain.
+
+On SIGTERM (what Kubernetes, Docker and systemd send), the service first keeps
+serving for SHUTDOWN_DELAY_SECONDS while `/api/health/ready` answers 503: a
+load balancer or orchestrator that polls it stops sending new requests, and
+none of them finds the port closed. Then uvicorn stops accepting connections
+and lets the requests in flight finish, for at most what SHUTDOWN_GRACE_SECONDS
+leaves after the delay and a reserve for the lifespan's shutdown (flushing
+e-mails, closing the pool). The process then exits 0: told to stop this way,
+uvicorn does not re-raise the signal (which would end the process with 143).
+
+Ctrl-C (SIGINT) still stops at once, as developers expect.
+"""
+
+import asyncio
+import logging
+import signal
+from types import FrameType
+
+from uvicorn import Server
+
+logger = logging.getLogger(__name__)
+
+# Left of the grace period for the lifespan's shutdown after the requests in
+# flight: e-mails still being sent (MAIL_TIMEOUT_SECONDS) and the pool.
+SHUTDOWN_RESERVE_SECONDS = 10.0
+
+
+class Drain:
+    """Whether this process has been told to stop: the ready check reads it."""
+
+    started = False
+
+
+def drain_on_sigterm(delay_seconds: float, grace_seconds: float) -> None:
+    """Put the delay in front of uvicorn's own SIGTERM handler (called at start-up).
+
+    Only under uvicorn, in the main thread, where its handler is installed;
+    any other server keeps its own behaviour.
+    """
+    uvicorn_handler = signal.getsignal(signal.SIGTERM)
+    server = getattr(uvicorn_handler, "__self__", None)
+    if not isinstance(server, Server):
+        return
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if Drain.started:
+            return
+        Drain.started = True
+        logger.info(
+            "SIGTERM: not ready any more; closing the port in %.0f s, then draining",
+            delay_seconds,
+        )
+        if server.config.timeout_graceful_shutdown is None:
+            left = grace_seconds - delay_seconds - SHUTDOWN_RESERVE_SECONDS
+            server.config.timeout_graceful_shutdown = max(1, round(left))
+        # Thread-safe: a signal handler may run between any two bytecodes of the loop.
+        loop.call_soon_threadsafe(loop.call_later, delay_seconds, stop, server)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def stop(server: Server) -> None:
+    """What uvicorn's handler does, without recording a signal to re-raise at exit."""
+    server.should_exit = True
