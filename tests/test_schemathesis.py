@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -321,11 +322,12 @@ def log_in_device(client: httpx.Client, email: str) -> dict[str, str]:
 
 
 def end_sessions_of(service: Service, email: str, url: str, superuser: httpx.Client) -> None:
-    """Sessions of `email` refreshed, listed and ended: answers that need a live session.
+    """Sessions of `email` refreshed, listed and ended: answers that need a live session,
+    which fuzzing the operations that end sessions reaches only until the first one ends.
 
     Not the accounts' own sessions, which the fuzzing goes on to use.
     """
-    with service.client() as phone, service.client() as laptop:
+    with service.client() as phone, service.client() as laptop, service.client() as tablet:
         log_in_device(phone, email)
         refresh = log_in_device(laptop, email)
         # Bearer: the token in the body; cookies: the refresh cookie goes by itself.
@@ -334,10 +336,16 @@ def end_sessions_of(service: Service, email: str, url: str, superuser: httpx.Cli
         # From another site's page (refused with the cookie transport only).
         laptop.post("/api/auth/refresh", headers={"Origin": "https://evil.example"})
         [laptops, *_] = phone.get("/api/users/me/sessions").json()
-        ended = phone.delete(f"/api/users/me/sessions/{laptops['id']}")
-        assert ended.status_code == 204, ended.text
+        for expected in (204, 404):
+            ended = phone.delete(f"/api/users/me/sessions/{laptops['id']}")
+            assert ended.status_code == expected, ended.text
+        assert phone.delete("/api/users/me/sessions/not-a-session").status_code == 422
+        log_in_device(tablet, email)
+        assert tablet.post("/api/auth/logout").status_code == 204
         assert phone.post("/api/auth/logout-all").status_code == 204
     assert superuser.delete(f"{url}/sessions").status_code == 204
+    missing = "2147483647" if url.rsplit("/", 1)[1].isdigit() else str(uuid.UUID(int=1))
+    assert superuser.delete(f"/api/users/{missing}/sessions").status_code == 404
 
 
 @pytest.mark.parametrize("combination", COMBINATIONS)
