@@ -534,9 +534,7 @@ def test_update_to_sessions_migrates_a_database_with_its_own_migration_keeping_i
     project.run("uv", "run", "--locked", "alembic", "check", env=database)
     with psycopg.connect(databases.url.replace("+asyncpg", ""), autocommit=True) as connection:
         after = {table: connection.execute(query).fetchall() for table, query in rows.items()}
-        generation = connection.execute("SELECT session_generation FROM users").fetchall()
         tokens = connection.execute("SELECT session_id FROM access_token").fetchall()
     assert after == before
-    # Sessions start at generation 0, which tokens issued before the update count as.
-    assert generation == [(0,)]
+    # The token from before the update belongs to no session, and still works until it expires.
     assert tokens == [(None,)]
