@@ -49,6 +49,7 @@ OPTIONAL_FILES: dict[str, list[str]] = {
         "tests/test_oauth.py",
     ],
     "auth_strategy": ["app/db/models/access_token.py"],
+    "auth_transport": ["app/api/same_site.py"],
 }
 # Words that must not appear in the code of a project that did not choose the option.
 OPTION_WORDS = {
@@ -66,6 +67,8 @@ def enabled(project: Project, option: str) -> bool:
         return value == "kubernetes"
     if option == "auth_strategy":
         return value == "database"
+    if option == "auth_transport":
+        return value == "cookie"
     return bool(value)
 
 

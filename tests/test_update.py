@@ -18,21 +18,37 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 from copier import run_copy
 
 from hooks.linear_migrations import VERSIONS, parse_revision
 from locks.relock import relock
-from tests.conftest import Databases, Project, fresh_databases, git, project_env, snapshot_template
+from tests.conftest import (
+    ROOT,
+    Databases,
+    Project,
+    fresh_databases,
+    git,
+    project_env,
+    snapshot_template,
+    working_tree_files,
+)
 from tests.update_scenario import (
     ANSWERS,
     AUDIT_MIGRATION_NAME,
+    AUDIT_REVISION,
     DEPENDENCY_VERSION,
+    INVOICE_REVISION,
     LOCK_VARIANT,
     NEW_VERSION,
     OLD_VERSION,
     RETENTION_SETTING,
+    SESSIONLESS_RELEASE,
+    SESSIONLESS_VERSION,
+    SESSIONS_ANSWERS,
+    SESSIONS_VERSION,
     TEMPLATE_DEPENDENCY,
     TEMPLATE_HEALTH_TAGS,
     USER_DEPENDENCY,
@@ -41,6 +57,7 @@ from tests.update_scenario import (
     USER_MODEL,
     USER_PAGE_SIZE,
     add_dependency,
+    add_invoices,
     change_project,
     next_release,
     remove_deploy_question,
@@ -181,7 +198,7 @@ def test_update_keeps_every_change_brings_the_release_and_passes_the_gates(
     )
     assert RETENTION_SETTING in (path / "app/core/config.py").read_text()
     migration = (path / VERSIONS / AUDIT_MIGRATION_NAME).read_text()
-    assert parse_revision(migration) == ("0002", (changed_project.revision,))
+    assert parse_revision(migration) == (AUDIT_REVISION, (changed_project.revision,))
     assert f"now follows your migration {changed_project.revision}" in output
     answers = (path / ".copier-answers.yml").read_text()
     assert f"_commit: {NEW_VERSION}\n" in answers
@@ -213,8 +230,9 @@ def test_update_keeps_every_change_brings_the_release_and_passes_the_gates(
     project.run("uv", "run", "--locked", "ruff", "format", "--check", ".")
     project.run("uv", "run", "--locked", "mypy")  # strict, app included
     upgrade = project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=database)
-    assert f"Running upgrade {changed_project.revision} -> 0002" in upgrade
-    assert project.run("uv", "run", "--locked", "alembic", "heads").split() == ["0002", "(head)"]
+    assert f"Running upgrade {changed_project.revision} -> {AUDIT_REVISION}" in upgrade
+    heads = project.run("uv", "run", "--locked", "alembic", "heads").split()
+    assert heads == [AUDIT_REVISION, "(head)"]
     project.run("uv", "run", "--locked", "alembic", "check", env=database)
     # The suite migrates its own database from nothing, and down and up again.
     suite = project.run("uv", "run", "--locked", "pytest", env=database)
@@ -465,3 +483,88 @@ def test_an_update_from_the_release_before_the_deploy_question_records_its_defau
     assert status(project) == {" M .copier-answers.yml", " M AGENTS.md"}
     assert files_with_markers(project) == []
     assert not (path / "deploy").exists()
+
+
+@pytest.fixture(scope="module")
+def sessions_releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """0.6.1 as released (this repository's history), then the working tree as 0.7.0."""
+    repository = tmp_path_factory.mktemp("sessions-releases")
+    archive = subprocess.run(
+        ["git", "archive", SESSIONLESS_RELEASE],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(repository)], input=archive, check=True)
+    git(repository, "init", "-q", "-b", "main")
+    tag(repository, SESSIONLESS_VERSION)
+    for path in repository.iterdir():
+        if path.name != ".git":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for name in working_tree_files():
+        target = repository / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    tag(repository, SESSIONS_VERSION)
+    return repository
+
+
+def test_update_to_sessions_migrates_a_database_with_its_own_migration_keeping_its_data(
+    sessions_releases: Path, scratch: Path, databases: Databases
+) -> None:
+    path = scratch / "project"
+    run_copy(
+        str(sessions_releases),
+        path,
+        data=SESSIONS_ANSWERS,
+        defaults=True,
+        vcs_ref=SESSIONLESS_VERSION,
+        quiet=True,
+    )
+    assert not list((path / VERSIONS).glob("*_sessions.py"))
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "Generated from the template")
+    add_invoices(path)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "Our invoices")
+    project = Project(path, SESSIONS_ANSWERS)
+    database = {"DATABASE_URL": databases.url, "TEST_DATABASE_URL": databases.test_url}
+    project.run("uv", "sync", "--locked")
+    # Deployed: at the project's own migration, with a user, a token and an invoice.
+    project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=database)
+    rows = {
+        "users": "SELECT id, email, hashed_password, is_active FROM users",
+        "access_token": "SELECT token, user_id, created_at FROM access_token",
+        "invoices": "SELECT id, number FROM invoices",
+    }
+    with psycopg.connect(databases.url.replace("+asyncpg", ""), autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO users (email, hashed_password, is_active, is_superuser, is_verified)"
+            " VALUES ('ada@example.com', '$argon2id$stored', true, false, true)"
+        )
+        connection.execute(
+            "INSERT INTO access_token (token, user_id, created_at)"
+            " SELECT 'a-token-from-before', id, now() FROM users"
+        )
+        connection.execute("INSERT INTO invoices (number) VALUES ('2026-0001')")
+        before = {table: connection.execute(query).fetchall() for table, query in rows.items()}
+
+    result = copier(project, "update", "--trust", "--defaults")
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert files_with_markers(project) == []
+    [migration] = (path / VERSIONS).glob("*_sessions.py")
+    assert parse_revision(migration.read_text()) == ("0002", (INVOICE_REVISION,))
+    assert f"now follows your migration {INVOICE_REVISION}" in output
+    project.run("uv", "sync", "--locked")
+    upgrade = project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=database)
+    assert f"Running upgrade {INVOICE_REVISION} -> 0002" in upgrade
+    project.run("uv", "run", "--locked", "alembic", "check", env=database)
+    with psycopg.connect(databases.url.replace("+asyncpg", ""), autocommit=True) as connection:
+        after = {table: connection.execute(query).fetchall() for table, query in rows.items()}
+        tokens = connection.execute("SELECT session_id FROM access_token").fetchall()
+    assert after == before
+    # The token from before the update belongs to no session, and still works until it expires.
+    assert tokens == [(None,)]

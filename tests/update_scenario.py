@@ -48,12 +48,14 @@ class AuditEvent(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
 '''
 
-AUDIT_MIGRATION_NAME = "2026_12_01_0000-0002_audit_events.py"
+# Revised on the template's last migration (0002, sessions).
+AUDIT_REVISION = "0003"
+AUDIT_MIGRATION_NAME = "2026_12_06_0000-0003_audit_events.py"
 AUDIT_MIGRATION = '''"""Audit events.
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-01 00:00:00+00:00
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-06 00:00:00+00:00
 """
 
 from collections.abc import Sequence
@@ -61,8 +63,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | Sequence[str] | None = "0001"
+revision: str = "0003"
+down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -109,10 +111,79 @@ class Tag(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50), unique=True)
 '''
-USER_LOGIN_LIFETIME = "ACCESS_TOKEN_EXPIRE_SECONDS: int = Field(default=900, gt=0)"
+USER_LOGIN_LIFETIME = "ACCESS_TOKEN_EXPIRE_SECONDS: int = Field(default=600, gt=0)"
 USER_PAGE_SIZE = "limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,"
 USER_DEPENDENCY = "anyio"
 TEMPLATE_DEPENDENCY = "python-dotenv"
+
+
+# The last release before sessions (0.6.1), from this repository's own history: the
+# update to the working tree brings the sessions migration, 0002, into projects
+# that have migrations of their own on 0001.
+SESSIONLESS_RELEASE = "8f465faf5891bfc0b90bf4d05ab87ea74ea35379"
+SESSIONLESS_VERSION = "0.6.1"
+SESSIONS_VERSION = "0.7.0"
+SESSIONS_ANSWERS = {**ANSWERS, "auth_strategy": "database"}
+INVOICE_MODEL = '''"""Invoices: the team's own table, migrated before the update."""
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.models.base import Base
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+'''
+INVOICE_REVISION = "b7e1c2d3f4a5"
+INVOICE_MIGRATION_NAME = f"2026_12_02_0000-{INVOICE_REVISION}_invoices.py"
+INVOICE_MIGRATION = f'''"""Invoices.
+
+Revision ID: {INVOICE_REVISION}
+Revises: 0001
+Create Date: 2026-12-02 00:00:00+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "{INVOICE_REVISION}"
+down_revision: str | Sequence[str] | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "invoices",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("number", sa.String(length=20), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invoices")),
+        sa.UniqueConstraint("number", name=op.f("uq_invoices_number")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("invoices")
+'''
+
+
+def add_invoices(project: Path) -> None:
+    """The team's own table: its model, its import, its migration on the template's 0001."""
+    (project / "app/db/models/invoice.py").write_text(INVOICE_MODEL)
+    base = project / "app/db/base.py"
+    replace_once(
+        base,
+        "from app.db.models.base import Base\n",
+        "from app.db.models.base import Base\nfrom app.db.models.invoice import Invoice\n",
+    )
+    replace_once(base, '    "Base",\n', '    "Base",\n    "Invoice",\n')
+    (project / "alembic_migrations/versions" / INVOICE_MIGRATION_NAME).write_text(INVOICE_MIGRATION)
 
 
 def replace_once(path: Path, old: str, new: str) -> None:
@@ -215,7 +286,7 @@ def change_project(project: Path) -> None:
     replace_once(project / "app/api/routes/health.py", 'tags=["health"]', USER_HEALTH_TAGS)
     replace_once(
         project / "app/core/config.py",
-        "ACCESS_TOKEN_EXPIRE_SECONDS: int = Field(default=3600, gt=0)",
+        "ACCESS_TOKEN_EXPIRE_SECONDS: int = Field(default=900, gt=0)",
         USER_LOGIN_LIFETIME,
     )
     (project / "app/db/models/tag.py").write_text(USER_MODEL)

@@ -72,6 +72,8 @@ async def test_passwords_stay_out_of_logs_errors_and_responses(
     await call(
         "POST", "/api/auth/reset-password", json={"token": token.group(1), "password": SECOND}
     )
+    # The reset ended every session: a new login, with the new password.
+    await log_in(client, email, SECOND)
     await call("PATCH", "/api/users/me", json={"password": f"{email} {MARKER}"})
     await call("PATCH", "/api/users/me", json={"password": THIRD})
 
