@@ -109,10 +109,15 @@ def test_whole_flow_and_fifty_clients_through_pgbouncer_without_errors(
         headers = register_and_log_in(http)
         me = http.get("/api/users/me", headers=headers)
         assert me.status_code == 200, me.text
-        changed = http.patch(
-            "/api/users/me", json={"password": "another-Horse-battery-7"}, headers=headers
-        )
+        new_password = "another-Horse-battery-7"
+        changed = http.patch("/api/users/me", json={"password": new_password}, headers=headers)
         assert changed.status_code == 200, changed.text
+        # A new password ends every session, this one's too.
+        assert http.get("/api/users/me", headers=headers).status_code == 401
+        login = {"username": me.json()["email"], "password": new_password}
+        logged_in = http.post("/api/auth/login", data=login)
+        assert logged_in.status_code == 200, logged_in.text
+        headers = {"Authorization": f"Bearer {logged_in.json()['access_token']}"}
         created = http.post("/api/posts/", json={"title": "T", "body": "x"}, headers=headers)
         assert created.status_code == 201, created.text
         post = f"/api/posts/{created.json()['id']}"

@@ -250,7 +250,7 @@ def test_rolling_restart_of_two_instances_under_load_fails_no_request(
     exit_codes: list[int | None] = []
     with ExitStack() as instances, ThreadPoolExecutor(1) as thread:
         running = [
-            instances.enter_context(serve(project, env, tmp_path / f"{port}-0.log", port))
+            instances.enter_context(serve(project, env, tmp_path / f"{port}-0.log", port=port))
             for port in ports
         ]
         with client(running[0]) as http:
@@ -266,7 +266,7 @@ def test_rolling_restart_of_two_instances_under_load_fails_no_request(
                 exit_codes.append(old.process.wait(timeout=GRACE_SECONDS))
                 assert_no_unhandled_errors(old)
                 running[number] = instances.enter_context(
-                    serve(project, env, tmp_path / f"{port}-1.log", port)
+                    serve(project, env, tmp_path / f"{port}-1.log", port=port)
                 )
                 wait_until_ready(balancer, port)
                 assert balancer.answered > before  # the load went on meanwhile

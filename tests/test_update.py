@@ -280,9 +280,10 @@ def test_turning_an_option_on_adds_exactly_its_files(
 
     assert result.returncode == 0, result.stdout + result.stderr
     docker_files = ["Dockerfile", "docker-compose-dev.yml", ".dockerignore"]
-    # The README gains its Docker section; nothing else changes.
+    # The README gains its Docker section, AGENTS.md its image; nothing else changes.
     assert status(project) == {
         " M .copier-answers.yml",
+        " M AGENTS.md",
         " M README.md",
         *(f"?? {name}" for name in docker_files),
     }
@@ -296,7 +297,7 @@ def test_turning_an_option_on_adds_exactly_its_files(
         vcs_ref=OLD_VERSION,
         quiet=True,
     )
-    for name in ["README.md", *docker_files]:
+    for name in ["README.md", "AGENTS.md", *docker_files]:
         assert (project.path / name).read_text() == (fresh / name).read_text(), name
 
 
