@@ -31,6 +31,7 @@ pytestmark = pytest.mark.database
 
 HAMMER_SECONDS = 3.0
 # One environment for every service of the module: a token of one is valid on another.
+NEW_PASSWORD = "another-Horse-battery-7"  # noqa: S105 (a made-up account's)
 SECRETS = {name: secrets.token_urlsafe(32) for name in ("ACCESS", "RESET_PASSWORD", "VERIFICATION")}
 
 
@@ -109,12 +110,11 @@ def test_whole_flow_and_fifty_clients_through_pgbouncer_without_errors(
         headers = register_and_log_in(http)
         me = http.get("/api/users/me", headers=headers)
         assert me.status_code == 200, me.text
-        new_password = "another-Horse-battery-7"
-        changed = http.patch("/api/users/me", json={"password": new_password}, headers=headers)
+        changed = http.patch("/api/users/me", json={"password": NEW_PASSWORD}, headers=headers)
         assert changed.status_code == 200, changed.text
         # A new password ends every session, this one's too.
         assert http.get("/api/users/me", headers=headers).status_code == 401
-        login = {"username": me.json()["email"], "password": new_password}
+        login = {"username": me.json()["email"], "password": NEW_PASSWORD}
         logged_in = http.post("/api/auth/login", data=login)
         assert logged_in.status_code == 200, logged_in.text
         headers = {"Authorization": f"Bearer {logged_in.json()['access_token']}"}
