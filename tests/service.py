@@ -64,7 +64,9 @@ def serve(
                 *args,
             ],
             cwd=project.path,
-            env=project_env(**env),
+            # No load balancer polls these: out of rotation at once on SIGTERM, unless a
+            # test sets its own delay.
+            env=project_env(**{"SHUTDOWN_DELAY_SECONDS": "0", **env}),
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -192,6 +192,8 @@ def test_served_app_writes_json_lines_and_one_access_line_per_request() -> None:
         "LOG_FORMAT": "json",
         # Never connected to: the liveness check does no I/O.
         "DATABASE_URL": settings.database_url,
+        # Nothing polls its readiness: it may stop at once on SIGTERM.
+        "SHUTDOWN_DELAY_SECONDS": "0",
     }
     with subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
         [sys.executable, "-m", "fastapi", "run", "app/main.py", "--port", str(port)],
