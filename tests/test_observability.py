@@ -18,19 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Databases, Project, Renders
+from tests.conftest import Databases, Project
 from tests.service import serve
 
 POOL_SIZE = 7
 METRICS_TOKEN = secrets.token_urlsafe(32)
 RECEIVE_TIMEOUT_SECONDS = 30.0
-
-
-@pytest.fixture(scope="module")
-def project(rendered: Renders) -> Project:
-    project = rendered["defaults"]
-    project.run("uv", "sync", "--locked")
-    return project
 
 
 def production(database_url: str, **settings: str) -> dict[str, str]:
@@ -78,6 +71,22 @@ def scrape(project: Project, base_url: str) -> Series:
     return {(name, frozenset(labels.items())): value for name, labels, value in samples}
 
 
+def settled(project: Project, base_url: str, key: tuple[str, frozenset[tuple[str, str]]]) -> Series:
+    """A scrape once `key` holds still across two in a row.
+
+    A request is counted as it ends, just after its response has gone out: the
+    scrape that follows may come before the last count, on the other worker.
+    """
+    previous = None
+    for _ in range(50):
+        series = scrape(project, base_url)
+        if key in series and series[key] == previous:
+            return series
+        previous = series.get(key)
+        time.sleep(0.1)
+    raise AssertionError(f"{key} did not settle: last {previous}")
+
+
 def test_two_workers_report_one_sum(project: Project, tmp_path: Path) -> None:
     multiprocess_dir = tmp_path / "prometheus"
     multiprocess_dir.mkdir()
@@ -93,9 +102,11 @@ def test_two_workers_report_one_sum(project: Project, tmp_path: Path) -> None:
             assert httpx.get(f"{service.base_url}/api/health/live").status_code == 200
             sent += 1
         assert len(list(multiprocess_dir.glob("counter_*.db"))) == 2, service.output()
-        before = scrape(project, service.base_url)[("http_requests_total", live)]
+        counted = ("http_requests_total", live)
+        before = settled(project, service.base_url, counted)[counted]
         for _ in range(50):
             assert httpx.get(f"{service.base_url}/api/health/live").status_code == 200
+        settled(project, service.base_url, counted)
         scrapes = [scrape(project, service.base_url) for _ in range(4)]
 
     # Each worker sets its pool's size: the scrape of either shows the sum.
