@@ -246,6 +246,17 @@ class Databases:
     test_url: str
 
 
+@pytest.fixture(scope="session")
+def project(rendered: Renders) -> Project:
+    """The defaults' render with its locked environment installed: what serving tests serve.
+
+    Modules that test another render define a `project` of their own.
+    """
+    project = rendered["defaults"]
+    project.run("uv", "sync", "--locked")
+    return project
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the tests that use the server under test: `-m database` runs just those."""
     for item in items:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Project, free_port, project_env
+from tests.conftest import Databases, Project, free_port, fresh_databases, project_env
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -76,13 +76,27 @@ def serve(
         wait_until_live(service)
         yield service
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
+
+
+def stop_process_group(process: "subprocess.Popen[bytes]") -> None:
+    """SIGTERM, as a deployment stops a server; its whole group killed if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.contextmanager
+def migrated_database(project: Project, env: Mapping[str, str]) -> Iterator[Databases]:
+    """A fresh database at `project`'s migration head, with the settings `env` adds."""
+    with fresh_databases() as created:
+        settings = {**env, "DATABASE_URL": created.url}
+        project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=settings)
+        yield created
 
 
 def wait_until_live(service: Service) -> None:

@@ -24,7 +24,6 @@ import secrets
 import selectors
 import shlex
 import shutil
-import signal
 import socket
 import socketserver
 import stat
@@ -40,6 +39,7 @@ import httpx
 import pytest
 
 from tests.conftest import Databases, Project, Renders, free_port, outside_pytest_tmp
+from tests.service import stop_process_group
 
 # Docker and SMTP: the console e-mail backend refuses to run in production.
 COMBINATION = "defaults"
@@ -49,7 +49,6 @@ BASE_ENV = {
     "LANG": "C.UTF-8",
 }
 START_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 15.0
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "a long production password"  # noqa: S105 (a test user's)
 
@@ -406,13 +405,7 @@ def serving(tree: Tree, settings: dict[str, str], log: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield base_url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
 
 
 def exercise(tree: Tree, databases: Databases, log: Path) -> None:

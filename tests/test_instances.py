@@ -21,11 +21,10 @@ from tests.conftest import (
     Project,
     Renders,
     free_port,
-    fresh_databases,
     outside_pytest_tmp,
 )
 from tests.redis_server import RedisServer, redis_server
-from tests.service import Service, serve
+from tests.service import Service, migrated_database, serve
 from tests.test_resilience import CLIENT_TIMEOUT_SECONDS, PASSWORD, assert_no_unhandled_errors
 
 pytestmark = pytest.mark.database
@@ -50,9 +49,7 @@ def project(template: Path) -> Iterator[Project]:
 
 @pytest.fixture(scope="module")
 def database(project: Project) -> Iterator[Databases]:
-    with fresh_databases() as created:
-        env = {"ENVIRONMENT": "production", "DATABASE_URL": created.url, **SECRETS}
-        project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=env)
+    with migrated_database(project, {"ENVIRONMENT": "production", **SECRETS}) as created:
         yield created
 
 

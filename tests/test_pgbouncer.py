@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Databases, Project, Renders, fresh_databases
+from tests.conftest import Databases, Project
 from tests.pgbouncer import PgBouncer, pgbouncer
-from tests.service import serve
+from tests.service import migrated_database, serve
 from tests.test_resilience import (
     CLIENT_TIMEOUT_SECONDS,
     LOAD_CLIENTS,
@@ -36,19 +36,9 @@ SECRETS = {name: secrets.token_urlsafe(32) for name in ("ACCESS", "RESET_PASSWOR
 
 
 @pytest.fixture(scope="module")
-def project(rendered: Renders) -> Project:
-    project = rendered["defaults"]
-    project.run("uv", "sync", "--locked")
-    return project
-
-
-@pytest.fixture(scope="module")
 def database(project: Project) -> Iterator[Databases]:
     """A fresh database, migrated straight on the server (not through PgBouncer)."""
-    with fresh_databases() as created:
-        project.run(
-            "uv", "run", "--locked", "alembic", "upgrade", "head", env=environment(created.url)
-        )
+    with migrated_database(project, environment("")) as created:
         yield created
 
 

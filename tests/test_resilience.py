@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Project, Renders, free_port, outside_pytest_tmp
+from tests.conftest import Project, free_port, outside_pytest_tmp
 from tests.owned_postgres import OwnedPostgres, owned_postgres
 from tests.service import Service, serve
 
@@ -26,13 +26,6 @@ DATABASE = "resilience"
 PASSWORD = "correct-Horse-battery-9"  # noqa: S105 (the test users' password)
 # Longer than any configured wait below: a request still open after this is a hang.
 CLIENT_TIMEOUT_SECONDS = 15.0
-
-
-@pytest.fixture(scope="module")
-def project(rendered: Renders) -> Project:
-    project = rendered["defaults"]
-    project.run("uv", "sync", "--locked")
-    return project
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import Databases, Project, Renders, admin_conninfo, free_port, fresh_databases
-from tests.service import Service, serve
+from tests.conftest import Databases, Project, admin_conninfo, free_port
+from tests.service import Service, migrated_database, serve
 from tests.smtp_sink import Sink, smtp_sink
 from tests.test_resilience import (
     CLIENT_TIMEOUT_SECONDS,
@@ -43,17 +43,8 @@ SECRETS = {
 
 
 @pytest.fixture(scope="module")
-def project(rendered: Renders) -> Project:
-    project = rendered["defaults"]
-    project.run("uv", "sync", "--locked")
-    return project
-
-
-@pytest.fixture(scope="module")
 def database(project: Project) -> Iterator[Databases]:
-    with fresh_databases() as created:
-        env = {"ENVIRONMENT": "production", "DATABASE_URL": created.url, **SECRETS}
-        project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=env)
+    with migrated_database(project, {"ENVIRONMENT": "production", **SECRETS}) as created:
         yield created
 
 
