@@ -215,7 +215,7 @@ def test_spans_are_exported_to_the_otlp_endpoint(
     statements = [
         span
         for span in children
-        if any(item["key"] == "db.statement" for item in span.get("attributes", []))
+        if any(item["key"] == "db.query.text" for item in span.get("attributes", []))
     ]
     assert statements, [span["name"] for span in spans]
     assert all(span["traceId"] == request["traceId"] for span in children)

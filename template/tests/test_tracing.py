@@ -13,8 +13,12 @@ from httpx import AsyncClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
-from sqlalchemy.ext.asyncio import AsyncEngine
+from opentelemetry.semconv.attributes.db_attributes import DB_QUERY_TEXT, DB_RESPONSE_STATUS_CODE
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.trace import SpanKind, StatusCode
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.api.request_log import REQUEST_ID_HEADER
 from app.db.models.user import User
@@ -37,10 +41,10 @@ def exporter(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrument(engine, provider)
+    statements = instrument(engine, provider)
     monkeypatch.setitem(app_under_test._telemetry, "tracer_provider", provider)
     yield exporter
-    uninstrument()
+    uninstrument(statements)
 
 
 def server_span(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
@@ -65,10 +69,10 @@ async def test_a_request_has_a_span_per_statement_and_no_secret(
         if span.parent is not None
         and span.parent.span_id == request.context.span_id
         and span.attributes
-        and "db.statement" in span.attributes
+        and DB_QUERY_TEXT in span.attributes
     ]
     assert statements, [span.name for span in spans]
-    assert any("FROM users" in str(s.attributes["db.statement"]) for s in statements)  # type: ignore[index]
+    assert any("FROM users" in str(s.attributes[DB_QUERY_TEXT]) for s in statements)  # type: ignore[index]
 
     # The login looked the user up by e-mail: a parameter, never in a span.
     secrets = [DEFAULT_PASSWORD, token, user.email]
@@ -78,6 +82,26 @@ async def test_a_request_has_a_span_per_statement_and_no_secret(
         for key, value in attributes.items():
             for secret in secrets:
                 assert secret not in str(value), (span.name, key)
+
+
+async def test_a_failed_statement_names_its_error_and_not_the_values(
+    exporter: InMemorySpanExporter, connection: AsyncConnection
+) -> None:
+    """PostgreSQL quotes the value it refused in its message: the span keeps none of it."""
+    value = "not-a-number-but-a-secret"
+    statement = text("SELECT CAST(CAST(:value AS text) AS integer)")
+    savepoint = await connection.begin_nested()
+    with pytest.raises(DBAPIError, match=value):
+        await connection.execute(statement, {"value": value})
+    await savepoint.rollback()
+
+    [span] = [s for s in exporter.get_finished_spans() if "CAST" in str(s.attributes)]
+    assert span.kind is SpanKind.CLIENT
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes[DB_RESPONSE_STATUS_CODE] == "22P02"  # invalid_text_representation
+    assert span.attributes[ERROR_TYPE]
+    assert value not in f"{span.attributes} {span.status.description} {span.events}"
 
 
 async def test_log_lines_carry_the_request_id_and_the_trace_id(

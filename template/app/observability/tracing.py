@@ -1,5 +1,5 @@
-"""OpenTelemetry traces: a span per request, with a child span per SQL statement and
-per outgoing httpx call, exported with OTLP over HTTP.
+"""OpenTelemetry traces: a span per request, with a child span per SQL statement
+(statement_spans.py) and per outgoing httpx call, exported with OTLP over HTTP.
 
 Imported only when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set:
 without it the service loads none of OpenTelemetry's SDK and pays nothing per
@@ -9,8 +9,7 @@ the resource read the standard OTEL_* variables, as OpenTelemetry documents them
 Request spans are FastAPI's own (its native telemetry, named after the route
 template): about half the instructions of OpenTelemetry's ASGI middleware, which
 looks the route up again on every request. SQL statements are traced on the
-app's engine only, without the extra span per pool checkout that the
-instrumentor's global `Engine.connect` wrapper adds.
+app's engine only.
 
 What spans hold: the route template, the method, the status, the SQL text with
 its placeholders (never the parameters), the path, and the query string with
@@ -19,16 +18,16 @@ its values redacted (an OAuth callback's code travels there). No header or body.
 
 from urllib.parse import parse_qsl, urlencode
 
-from opentelemetry import context, metrics, trace
+from opentelemetry import context, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core import logging as app_logging
+from app.observability.statement_spans import StatementSpans
 
 REDACTED = "REDACTED"
 
@@ -62,22 +61,21 @@ def current_trace_id() -> str:
     return format(span_context.trace_id, "032x") if span_context.is_valid else "-"
 
 
-def instrument(engine: AsyncEngine, provider: TracerProvider) -> None:
+def instrument(engine: AsyncEngine, provider: TracerProvider) -> StatementSpans:
     """Trace `engine`'s statements and every httpx client's calls; redact queries.
 
     Request spans come from FastAPI itself, with the provider it was given.
     """
     provider.add_span_processor(RedactQueryValues())
-    connections = metrics.get_meter(__name__).create_up_down_counter("db.client.connections.usage")
-    # The instrumentation package ships no types.
-    EngineTracer(provider.get_tracer(__name__), engine.sync_engine, connections)  # type: ignore[no-untyped-call]
+    statements = StatementSpans(provider.get_tracer(__name__), engine.sync_engine)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     app_logging.trace_id_source = current_trace_id
+    return statements
 
 
-def uninstrument() -> None:
+def uninstrument(statements: StatementSpans) -> None:
     """Undo `instrument` (the tests trace in a process that goes on)."""
-    EngineTracer.remove_all_event_listeners()  # type: ignore[no-untyped-call]
+    statements.remove()
     HTTPXClientInstrumentor().uninstrument()
     app_logging.trace_id_source = None
 
