@@ -88,11 +88,13 @@ class Counter:
             )
             response.raise_for_status()
 
-    def per_request(self, request: Request, authorization: str) -> list[float]:
+    def per_request(
+        self, request: Request, authorization: str, windows: int = WINDOWS
+    ) -> list[float]:
         """Thousands of instructions per request, for each window after the warm-up."""
         self.send(request, authorization, WARM_UP_REQUESTS)
         counts = []
-        for _ in range(WINDOWS):
+        for _ in range(windows):
             for dump in self.dumps.glob("callgrind.out*"):
                 dump.unlink()
             self.control("--zero")
