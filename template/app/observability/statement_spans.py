@@ -77,7 +77,8 @@ class StatementSpans:
         return self.traced(statement, dialect.do_execute_no_params, cursor, statement, context)
 
     def traced(self, statement: str, execute: Callable[..., None], *args: Any) -> bool:
-        operation = statement.split(None, 1)[0]
+        words = statement.split(None, 1)
+        operation = words[0] if words else ""
         span = self.tracer.start_span(
             f"{operation} {self.database}",
             kind=SpanKind.CLIENT,
