@@ -2,6 +2,7 @@
 
 It answers every export at once and keeps only a count, so that tracing's cost
 is the service's own (building, batching and sending spans), not a collector's.
+The template's tests receive with it too, keeping what was sent (`keep=True`).
 """
 
 import threading
@@ -13,9 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class OtlpSink(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = False) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.exports = 0
+        self.keep = keep
+        # Each export's path, content type and body, when kept.
+        self.requests: list[tuple[str, str, bytes]] = []
 
     @property
     def endpoint(self) -> str:
@@ -28,8 +32,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.exports += 1
+        if self.server.keep:
+            self.server.requests.append((self.path, self.headers.get("Content-Type", ""), body))
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -40,8 +46,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def otlp_sink() -> Iterator[OtlpSink]:
-    sink = OtlpSink()
+def otlp_sink(keep: bool = False) -> Iterator[OtlpSink]:
+    sink = OtlpSink(keep)
     thread = threading.Thread(target=sink.serve_forever, daemon=True)
     thread.start()
     try:

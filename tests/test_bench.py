@@ -99,3 +99,14 @@ def test_the_otlp_sink_answers_and_counts_each_export() -> None:
         )
         assert response.status_code == 200
         assert sink.exports == 1
+        assert sink.requests == []  # The benchmark's sink keeps nothing.
+
+
+def test_a_keeping_sink_keeps_each_exports_path_type_and_body() -> None:
+    with otlp_sink(keep=True) as sink:
+        httpx.post(
+            f"{sink.endpoint}/v1/traces",
+            content=b"\x0a\x00",
+            headers={"Content-Type": "application/x-protobuf"},
+        ).raise_for_status()
+        assert sink.requests == [("/v1/traces", "application/x-protobuf", b"\x0a\x00")]

@@ -9,17 +9,16 @@ for a collector: the test asserts what was sent to it).
 import json
 import secrets
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bench.sink import OtlpSink, otlp_sink
 from tests.conftest import Databases, Project
-from tests.service import serve
+from tests.service import new_secret_keys, serve
 
 POOL_SIZE = 7
 METRICS_TOKEN = secrets.token_urlsafe(32)
@@ -31,9 +30,7 @@ def production(database_url: str, **settings: str) -> dict[str, str]:
         "ENVIRONMENT": "production",
         "DATABASE_URL": database_url,
         "DATABASE_POOL_SIZE": str(POOL_SIZE),
-        "ACCESS_SECRET_KEY": secrets.token_urlsafe(32),
-        "RESET_PASSWORD_SECRET_KEY": secrets.token_urlsafe(32),
-        "VERIFICATION_SECRET_KEY": secrets.token_urlsafe(32),
+        **new_secret_keys(),
         **settings,
     }
 
@@ -123,42 +120,11 @@ def test_production_serves_metrics_to_the_token_only(project: Project, tmp_path:
         assert "http_requests_total" in str(scrape(project, service.base_url))
 
 
-class OtlpReceiver(ThreadingHTTPServer):
-    """Stands in for an OpenTelemetry collector: keeps each request's path and body."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), OtlpHandler)
-        self.requests: list[tuple[str, str, bytes]] = []
-        self.received = threading.Event()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class OtlpHandler(BaseHTTPRequestHandler):
-    server: OtlpReceiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.requests.append((self.path, self.headers["Content-Type"], body))
-        self.server.received.set()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    server = OtlpReceiver()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[OtlpSink]:
+    """Stands in for an OpenTelemetry collector: keeps each request's path and body."""
+    with otlp_sink(keep=True) as sink:
+        yield sink
 
 
 # Run in the project's venv, which has OpenTelemetry's protobuf classes: the
@@ -179,7 +145,7 @@ def decoded(project: Project, body: bytes) -> dict[str, object]:
 
 
 def test_spans_are_exported_to_the_otlp_endpoint(
-    project: Project, databases: Databases, receiver: OtlpReceiver, tmp_path: Path
+    project: Project, databases: Databases, receiver: OtlpSink, tmp_path: Path
 ) -> None:
     env = production(
         databases.url,
