@@ -7,6 +7,7 @@ process group of its own, so that nothing it starts outlives the test.
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -32,6 +33,14 @@ class Service:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def new_secret_keys() -> dict[str, str]:
+    """The three secret keys production refuses to start without, made up afresh."""
+    return {
+        f"{name}_SECRET_KEY": secrets.token_urlsafe(32)
+        for name in ("ACCESS", "RESET_PASSWORD", "VERIFICATION")
+    }
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import selectors
 import shlex
 import shutil
@@ -39,7 +38,7 @@ import httpx
 import pytest
 
 from tests.conftest import Databases, Project, Renders, free_port, outside_pytest_tmp
-from tests.service import stop_process_group
+from tests.service import new_secret_keys, stop_process_group
 
 # Docker and SMTP: the console e-mail backend refuses to run in production.
 COMBINATION = "defaults"
@@ -358,9 +357,7 @@ def deployment_settings(database_url: str) -> dict[str, str]:
     """What a deployment adds to the image's environment: where the database is, secrets."""
     return {
         "DATABASE_URL": database_url,
-        "ACCESS_SECRET_KEY": secrets.token_urlsafe(32),
-        "RESET_PASSWORD_SECRET_KEY": secrets.token_urlsafe(32),
-        "VERIFICATION_SECRET_KEY": secrets.token_urlsafe(32),
+        **new_secret_keys(),
     }
 
 

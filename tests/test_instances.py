@@ -24,7 +24,7 @@ from tests.conftest import (
     outside_pytest_tmp,
 )
 from tests.redis_server import RedisServer, redis_server
-from tests.service import Service, migrated_database, serve
+from tests.service import Service, migrated_database, new_secret_keys, serve
 from tests.test_resilience import CLIENT_TIMEOUT_SECONDS, PASSWORD, assert_no_unhandled_errors
 
 pytestmark = pytest.mark.database
@@ -32,10 +32,7 @@ pytestmark = pytest.mark.database
 COMBINATION = "github-database-bearer-bare"  # the database strategy: logout revokes
 FAILURES_ALLOWED = 3
 # One environment for every instance: the same secrets, as a deployment shares them.
-SECRETS = {
-    f"{name}_SECRET_KEY": secrets.token_urlsafe(32)
-    for name in ("ACCESS", "RESET_PASSWORD", "VERIFICATION")
-}
+SECRETS = new_secret_keys()
 
 
 @pytest.fixture(scope="module")

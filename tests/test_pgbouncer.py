@@ -6,7 +6,6 @@ fails on asyncpg's prepared statements, which is what the setting prevents.
 """
 
 import asyncio
-import secrets
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from tests.conftest import Databases, Project
 from tests.pgbouncer import PgBouncer, pgbouncer
-from tests.service import migrated_database, serve
+from tests.service import migrated_database, new_secret_keys, serve
 from tests.test_resilience import (
     CLIENT_TIMEOUT_SECONDS,
     LOAD_CLIENTS,
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.database
 HAMMER_SECONDS = 3.0
 # One environment for every service of the module: a token of one is valid on another.
 NEW_PASSWORD = "another-Horse-battery-7"  # noqa: S105 (a made-up account's)
-SECRETS = {name: secrets.token_urlsafe(32) for name in ("ACCESS", "RESET_PASSWORD", "VERIFICATION")}
+SECRETS = new_secret_keys()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +51,7 @@ def environment(database_url: str, **settings: str) -> dict[str, str]:
     return {
         "ENVIRONMENT": "production",
         "DATABASE_URL": database_url,
-        **{f"{name}_SECRET_KEY": value for name, value in SECRETS.items()},
+        **SECRETS,
         # E-mails go nowhere: a closed port fails at once.
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": "9",

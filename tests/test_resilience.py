@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import Project, free_port, outside_pytest_tmp
 from tests.owned_postgres import OwnedPostgres, owned_postgres
-from tests.service import Service, serve
+from tests.service import Service, new_secret_keys, serve
 
 DATABASE = "resilience"
 PASSWORD = "correct-Horse-battery-9"  # noqa: S105 (the test users' password)
@@ -43,9 +43,7 @@ def environment(postgres: OwnedPostgres, **settings: str) -> dict[str, str]:
     return {
         "ENVIRONMENT": "production",
         "DATABASE_URL": postgres.url(DATABASE),
-        "ACCESS_SECRET_KEY": secrets.token_urlsafe(32),
-        "RESET_PASSWORD_SECRET_KEY": secrets.token_urlsafe(32),
-        "VERIFICATION_SECRET_KEY": secrets.token_urlsafe(32),
+        **new_secret_keys(),
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": str(free_port()),
         **settings,

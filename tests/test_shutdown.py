@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from tests.conftest import Databases, Project, admin_conninfo, free_port
-from tests.service import Service, migrated_database, serve
+from tests.service import Service, migrated_database, new_secret_keys, serve
 from tests.smtp_sink import Sink, smtp_sink
 from tests.test_resilience import (
     CLIENT_TIMEOUT_SECONDS,
@@ -36,10 +36,7 @@ pytestmark = pytest.mark.database
 DELAY_SECONDS = 2.0  # SHUTDOWN_DELAY_SECONDS: shorter than its default, for a quicker test
 GRACE_SECONDS = 30.0  # SHUTDOWN_GRACE_SECONDS, its default
 SLOW_EMAIL_SECONDS = 5.0
-SECRETS = {
-    f"{name}_SECRET_KEY": secrets.token_urlsafe(32)
-    for name in ("ACCESS", "RESET_PASSWORD", "VERIFICATION")
-}
+SECRETS = new_secret_keys()
 
 
 @pytest.fixture(scope="module")
