@@ -84,6 +84,21 @@ async def test_a_request_has_a_span_per_statement_and_no_secret(
                 assert secret not in str(value), (span.name, key)
 
 
+async def test_statements_without_parameters_and_with_many_are_traced_too(
+    exporter: InMemorySpanExporter, connection: AsyncConnection
+) -> None:
+    """The dialect runs statements three ways; each has its own event."""
+    create = "CREATE TEMPORARY TABLE traced (n integer)"
+    await connection.exec_driver_sql(create, execution_options={"no_parameters": True})
+    await connection.execute(text("INSERT INTO traced VALUES (:n)"), [{"n": 1}, {"n": 2}])
+    assert await connection.scalar(text("SELECT count(*) FROM traced")) == 2
+
+    texts = [
+        str((span.attributes or {}).get(DB_QUERY_TEXT)) for span in exporter.get_finished_spans()
+    ]
+    assert [statement.split()[0] for statement in texts] == ["CREATE", "INSERT", "SELECT"]
+
+
 async def test_a_failed_statement_names_its_error_and_not_the_values(
     exporter: InMemorySpanExporter, connection: AsyncConnection
 ) -> None:

@@ -48,10 +48,10 @@ class StatementSpans:
         }
         if url.port not in (None, POSTGRESQL_PORT):
             self.attributes[SERVER_PORT] = url.port
-        self.listeners: dict[str, Callable[..., bool]] = {
-            "do_execute": self.execute,
-            "do_executemany": self.execute_many,
-            "do_execute_no_params": self.execute_no_params,
+        # Each event is named after the dialect's method that it stands in for.
+        self.listeners = {
+            name: self.traced(getattr(engine.dialect, name))
+            for name in ("do_execute", "do_executemany", "do_execute_no_params")
         }
         for name, listener in self.listeners.items():
             event.listen(engine, name, listener)
@@ -60,39 +60,34 @@ class StatementSpans:
         for name, listener in self.listeners.items():
             event.remove(self.engine, name, listener)
 
-    # A listener that returns True has executed the statement itself: here, by
-    # calling the dialect's own method, which the event does not call again.
-    def execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        dialect = self.engine.dialect
-        return self.traced(statement, dialect.do_execute, cursor, statement, parameters, context)
+    def traced(self, execute: Callable[..., None]) -> Callable[..., bool]:
+        """A listener that runs the dialect's `execute` in a span, and says it has: the
+        event does not call the dialect again when a listener returns True.
+        """
 
-    def execute_many(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        dialect = self.engine.dialect
-        return self.traced(
-            statement, dialect.do_executemany, cursor, statement, parameters, context
-        )
+        def listener(cursor: Any, statement: str, *parameters_and_context: Any) -> bool:
+            words = statement.split(None, 1)
+            operation = words[0] if words else ""
+            span = self.tracer.start_span(
+                f"{operation} {self.database}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    **self.attributes,
+                    DB_OPERATION_NAME: operation,
+                    DB_QUERY_TEXT: statement,
+                },
+            )
+            try:
+                execute(cursor, statement, *parameters_and_context)
+            except Exception as exc:
+                span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
+                sqlstate = getattr(exc, "sqlstate", None)
+                if isinstance(sqlstate, str):
+                    span.set_attribute(DB_RESPONSE_STATUS_CODE, sqlstate)
+                span.set_status(StatusCode.ERROR)
+                raise
+            finally:
+                span.end()
+            return True
 
-    def execute_no_params(self, cursor: Any, statement: str, context: Any) -> bool:
-        dialect = self.engine.dialect
-        return self.traced(statement, dialect.do_execute_no_params, cursor, statement, context)
-
-    def traced(self, statement: str, execute: Callable[..., None], *args: Any) -> bool:
-        words = statement.split(None, 1)
-        operation = words[0] if words else ""
-        span = self.tracer.start_span(
-            f"{operation} {self.database}",
-            kind=SpanKind.CLIENT,
-            attributes={**self.attributes, DB_OPERATION_NAME: operation, DB_QUERY_TEXT: statement},
-        )
-        try:
-            execute(*args)
-        except Exception as exc:
-            span.set_attribute(ERROR_TYPE, type(exc).__qualname__)
-            sqlstate = getattr(exc, "sqlstate", None)
-            if isinstance(sqlstate, str):
-                span.set_attribute(DB_RESPONSE_STATUS_CODE, sqlstate)
-            span.set_status(StatusCode.ERROR)
-            raise
-        finally:
-            span.end()
-        return True
+        return listener
