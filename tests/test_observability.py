@@ -1,11 +1,13 @@
 """Metrics, traces and error reports of the default render, served by a real uvicorn.
 
 The rendered suite proves what one process reports; these prove what only a
-real server shows: two worker processes adding up in one scrape, and spans
-leaving the process for an OTLP endpoint (a local HTTP receiver standing in
-for a collector: the test asserts what was sent to it).
+real server shows: two worker processes adding up in one scrape, spans leaving
+the process for an OTLP endpoint, and a 500's log lines and error report (local
+HTTP receivers stand in for a collector and for Sentry: the tests assert what
+was sent to them).
 """
 
+import gzip
 import json
 import secrets
 import subprocess
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from bench.sink import OtlpSink, otlp_sink
@@ -185,3 +188,42 @@ def test_spans_are_exported_to_the_otlp_endpoint(
     ]
     assert statements, [span["name"] for span in spans]
     assert all(span["traceId"] == request["traceId"] for span in children)
+
+
+def test_a_refused_row_leaves_no_data_in_the_log_or_the_error_report(
+    project: Project, databases: Databases, receiver: OtlpSink, tmp_path: Path
+) -> None:
+    """Production, as its README sets it up: JSON logs, Sentry; PostgreSQL refuses a
+    registration's row (a CHECK constraint), and the row holds an e-mail and a hash.
+    """
+    port = receiver.server_address[1]
+    env = production(databases.url, SENTRY_DSN=f"http://public-key@127.0.0.1:{port}/1")
+    project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=env)
+    with psycopg.connect(databases.url.replace("+asyncpg", ""), autocommit=True) as connection:
+        connection.execute("ALTER TABLE users ADD CONSTRAINT refuse_all CHECK (email = '')")
+    email, password = "refused.newcomer@example.com", "a password refused with its row"
+    with serve(project, env, tmp_path / "uvicorn.log") as service:
+        response = httpx.post(
+            f"{service.base_url}/api/auth/register",
+            json={"email": email, "password": password},
+            timeout=10,
+        )
+        assert response.status_code == 500
+        deadline = time.monotonic() + RECEIVE_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and not receiver.requests:
+            time.sleep(0.1)
+        log = service.output()
+
+    request_id = response.headers["X-Request-ID"]
+    [error] = [json.loads(line) for line in log.splitlines() if '"ERROR"' in line]
+    assert error["request_id"] == request_id
+    assert "CheckViolationError, SQLSTATE 23514, constraint refuse_all" in error["exception"]
+    reports = b"".join(
+        gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
+        for _, _, body in receiver.requests
+    ).decode()
+    assert f'"request_id":"{request_id}"' in reports.replace(" ", "")
+    assert "SQLSTATE 23514" in reports
+    for data in (email, password, "$argon2id$", "Failing row contains", "[parameters:"):
+        assert data not in log
+        assert data not in reports

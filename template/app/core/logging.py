@@ -6,7 +6,8 @@ puts the request's id in `request_id` for the time of the request; every log
 record created meanwhile carries it, whichever library logged it.
 
 Nothing here logs request bodies, headers or query strings: passwords, tokens
-and secrets travel in those, never in the path (tests/test_logging.py).
+and secrets travel in those, never in the path (tests/test_logging.py). Tracebacks
+describe database errors without the values PostgreSQL quotes (app/core/redaction.py).
 """
 
 import json
@@ -16,7 +17,10 @@ import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Literal, TextIO
+
+from app.core.redaction import format_exception
 
 LogFormat = Literal["text", "json"]
 
@@ -54,7 +58,23 @@ def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
     return record
 
 
-class JsonFormatter(logging.Formatter):
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+class TextFormatter(logging.Formatter):
+    """Lines of `fmt`, their tracebacks told without the data database errors quote."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Another handler (a test's log capture) may have cached the plain traceback.
+        record.exc_text = None
+        return super().format(record)
+
+    def formatException(self, ei: ExcInfo) -> str:  # noqa: N802 (logging's name)
+        exception = ei[1]
+        return format_exception(exception) if exception is not None else ""
+
+
+class JsonFormatter(TextFormatter):
     """One JSON object per record: time, level, logger, message, request id and the extras."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -95,7 +115,10 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
     formatter: dict[str, Any] = (
         {"()": JsonFormatter}
         if log_format == "json"
-        else {"format": TEXT_FORMAT if trace_id_source is None else TRACED_TEXT_FORMAT}
+        else {
+            "()": TextFormatter,
+            "fmt": TEXT_FORMAT if trace_id_source is None else TRACED_TEXT_FORMAT,
+        }
     )
     return {
         "version": 1,

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from app.core.config import settings
+from app.core.redaction import describe
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ def statement_args(behind_pgbouncer: bool) -> dict[str, Any]:
 def create_engine(url: str, *, behind_pgbouncer: bool) -> AsyncEngine:
     engine = create_async_engine(
         url,
+        # Never the values a failed statement carried (passwords' hashes, e-mails) in
+        # its exception's text; app/core/redaction.py keeps the rest out of logs.
+        hide_parameters=True,
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
         pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
@@ -131,7 +135,9 @@ async def close_or_discard(session: AsyncSession) -> None:
     try:
         await session.close()
     except DBAPIError as exc:
-        logger.warning("Discarding a broken database connection: %r", exc)
+        logger.warning(
+            "Discarding a broken database connection: %s: %s", type(exc).__name__, describe(exc)
+        )
         await session.invalidate()
 
 
