@@ -57,6 +57,12 @@ class RedisServer:
             time.sleep(0.05)
         raise AssertionError(f"redis-server did not listen:\n{self.log.read_text()}")
 
+    def keys(self) -> list[str]:
+        """Every key the server holds, read with the package's own client."""
+        client = self.command[0].replace("redis-server", "redis-cli")
+        scan = [client, "-p", str(self.port), "--scan"]
+        return subprocess.run(scan, capture_output=True, text=True, check=True).stdout.split()
+
     def stop(self) -> None:
         if self.process is None:
             return

@@ -129,7 +129,9 @@ def log_in(service: Service, email: str, password: str = PASSWORD) -> httpx.Resp
     return post(service, "/api/auth/login", data={"username": email, "password": password})
 
 
-def test_failed_logins_spread_over_instances_are_counted_once(instances: list[Service]) -> None:
+def test_failed_logins_spread_over_instances_are_counted_once(
+    instances: list[Service], redis: RedisServer
+) -> None:
     email = register(instances[0])
 
     # One failure on each instance: the three together use up the limit...
@@ -140,6 +142,10 @@ def test_failed_logins_spread_over_instances_are_counted_once(instances: list[Se
         response = log_in(service, email)
         assert response.status_code == 429, response.text
         assert response.json()["detail"]["code"] == "LOGIN_TOO_MANY_FAILURES"
+    # Counted under a keyed hash of the address: Redis never holds the e-mail.
+    keys = redis.keys()
+    assert any("/email/" in key for key in keys), keys
+    assert not [key for key in keys if email in key or email.split("@")[0] in key]
 
 
 def test_a_token_from_one_instance_works_on_all_and_logout_on_one_revokes_it_on_all(

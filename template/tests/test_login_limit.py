@@ -1,12 +1,14 @@
 """Failed logins are limited per e-mail address and per client IP (app/api/login_limit.py)."""
 
 import asyncio
-from typing import NoReturn
+import hashlib
+from typing import NoReturn, cast
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from limits import parse
+from limits.aio.storage import MemoryStorage
 from limits.errors import StorageError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,6 +74,18 @@ class TestPerEmail:
     async def test_successful_logins_do_not_count(self, client: AsyncClient, user: User) -> None:
         for _ in range(PER_EMAIL.amount + 1):
             await log_in(client, user.email, DEFAULT_PASSWORD)
+
+    async def test_the_store_holds_a_keyed_hash_of_the_address_never_the_address(
+        self, client: AsyncClient, user: User, login_limiter: FailedLoginLimiter
+    ) -> None:
+        await log_in_with(client, user.email.upper(), "a wrong passphrase")
+
+        # The memory store's windows, by key; Redis keeps the same keys.
+        keys = " ".join(cast(MemoryStorage, login_limiter.storage).events)
+        assert f"/email/{login_limit.email_key(user.email)}/" in keys
+        assert user.email.lower() not in keys.lower()
+        # Keyed: not a hash anyone could compute from a list of addresses.
+        assert hashlib.sha256(user.email.lower().encode()).hexdigest() not in keys
 
 
 class TestPerClientIp:

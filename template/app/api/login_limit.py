@@ -17,6 +17,7 @@ lift the limit for anyone who can make the store unreachable.
 """
 
 import asyncio
+import hmac
 import logging
 import math
 import time
@@ -139,11 +140,25 @@ failed_login_limiter = FailedLoginLimiter(
 )
 
 
+# The key of the e-mails' hashes: derived from ACCESS_SECRET_KEY, so that every
+# instance counts an address under the same name, and only they can compute it.
+EMAIL_KEY = hmac.digest(
+    settings.ACCESS_SECRET_KEY.get_secret_value().encode(), b"failed-login limit", "sha256"
+)
+
+
+def email_key(email: str) -> str:
+    """The name failures of `email` count under: the address as the user lookup compares
+    it (case-insensitively), as a keyed hash, so that a shared store (Redis) never holds
+    the addresses people log in with.
+    """
+    return hmac.digest(EMAIL_KEY, email.lower().encode(), "sha256").hex()
+
+
 def login_keys(request: Request, email: str) -> Keys:
-    # The e-mail as the user lookup compares it (case-insensitively). The client
-    # is the TCP peer, or the address a trusted proxy forwarded (uvicorn's
+    # The client is the TCP peer, or the address a trusted proxy forwarded (uvicorn's
     # --forwarded-allow-ips); without one, every client behind a proxy shares it.
-    return {"email": email.lower(), "ip": request.client.host if request.client else "unknown"}
+    return {"email": email_key(email), "ip": request.client.host if request.client else "unknown"}
 
 
 async def limit_failed_logins(
