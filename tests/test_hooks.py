@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hooks import linear_migrations, update_report
+from hooks import linear_migrations, openapi_contract, update_report
 from hooks.linear_migrations import ForkedHistoryError, Move, heads, plan
 from tests.conftest import git
 
@@ -230,3 +230,47 @@ def test_report_script_is_silent_after_a_clean_update(
     assert update_report.main(tmp_path) == 0
 
     assert capsys.readouterr().err == ""
+
+
+class TestOpenapiContract:
+    """The entry point's decisions; that it writes the contract of a real updated project
+    is tests/test_update.py's.
+    """
+
+    def test_a_project_without_the_command_is_left_alone(self, tmp_path: Path) -> None:
+        assert openapi_contract.regenerate(tmp_path) == ""
+
+    def test_without_uv_it_says_what_to_run(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        (tmp_path / "commands").mkdir()
+        (tmp_path / "commands" / "openapi.py").write_text("")
+        monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+
+        message = openapi_contract.regenerate(tmp_path)
+
+        assert message.startswith("openapi.json: not written again (uv is not on PATH)")
+        assert "`uv run python -m commands.openapi`" in message
+
+    def test_a_project_that_cannot_run_yet_says_why_in_one_line(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A stand-in for uv, failing as it does on a stale lock."""
+        (tmp_path / "commands").mkdir()
+        (tmp_path / "commands" / "openapi.py").write_text("")
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        uv = bin_dir / "uv"
+        uv.write_text(
+            "#!/bin/sh\n"
+            "echo 'Resolved 80 packages' >&2\n"
+            "echo 'error: the lockfile needs to be updated' >&2\n"
+            "exit 1\n"
+        )
+        uv.chmod(0o755)
+        monkeypatch.setenv("PATH", str(bin_dir))
+
+        message = openapi_contract.regenerate(tmp_path)
+
+        assert "(error: the lockfile needs to be updated)" in message
+        assert "\n" not in message

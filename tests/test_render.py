@@ -55,7 +55,7 @@ OPTIONAL_FILES: dict[str, list[str]] = {
 OPTION_WORDS = {
     "example_resource": re.compile(r"\bPost\b|\bposts\b|post_id"),
     "oauth_providers": re.compile(r"oauth_account|OAuthAccount|httpx_oauth|respx", re.IGNORECASE),
-    "auth_strategy": re.compile(r"AccessToken|access_token_db|DatabaseStrategy"),
+    "auth_strategy": re.compile(r"\bAccessToken\b|access_token_db|DatabaseStrategy"),
 }
 
 

@@ -6,7 +6,7 @@ operation of the served `/openapi.json` with valid and invalid input and checks
 each answer: never a 5xx, every status code documented, the documented content
 type and body schema. The other direction, every documented status code real:
 each one must be observed, in the fuzzing or in a targeted request for those
-that fuzzing cannot reach (a body too large or not JSON, no session, the links
+that fuzzing cannot reach (a body too large or not JSON, no login, the links
 that mails carry, a database behind the code).
 """
 
@@ -48,15 +48,15 @@ CHECKS = (
     "response_schema_conformance",
 )
 MAX_EXAMPLES = 10
-# Operations that may end the caller's session, fuzzed after every other operation:
-# a superuser deleting, deactivating or ending the sessions of their own account,
-# anyone changing their password, ending one of their sessions, logging out.
-SESSION_ENDING = (
+# Operations that may end the caller's login, fuzzed after every other operation:
+# a superuser deleting, deactivating or ending the logins of their own account,
+# anyone changing their password, ending one of their logins, logging out.
+LOGIN_ENDING = (
     "PATCH /api/users/me",
     "PATCH /api/users/{id}",
     "DELETE /api/users/{id}",
-    "DELETE /api/users/{user_id}/sessions",
-    "DELETE /api/users/me/sessions/{session_id}",
+    "DELETE /api/users/{user_id}/logins",
+    "DELETE /api/users/me/logins/{login_id}",
     "POST /api/auth/logout",
     "POST /api/auth/logout-all",
 )
@@ -267,7 +267,7 @@ def run_schemathesis(service: Service, headers: dict[str, str], *selection: str)
 
 
 def make_targeted_requests(service: Service, accounts: dict[str, dict[str, str]]) -> None:
-    """Requests for the statuses that fuzzing cannot reach (or not before it ends a session)."""
+    """Requests for the statuses that fuzzing cannot reach (or not before it ends a login)."""
     with (
         service.client(accounts["superuser"]) as client,
         service.client(accounts["user"]) as user,
@@ -285,7 +285,7 @@ def make_targeted_requests(service: Service, accounts: dict[str, dict[str, str]]
                 client.request(method, url, content=TOO_LARGE, headers=content_type)
                 client.request(method, url, content=NOT_UTF8, headers=content_type)
                 client.request(method, url, content=b"{}", headers={"Content-Type": "text/plain"})
-        end_sessions_of(service, OTHER, other_url, client)
+        end_logins_of(service, OTHER, other_url, client)
         # Another user's account: for superusers, changed badly, there, deleted, or not there;
         # forbidden to users.
         client.patch(other_url, json={"email": "not an address"})
@@ -322,11 +322,11 @@ def log_in_device(client: httpx.Client, email: str) -> dict[str, str]:
     return {"refresh_token": response.json()["refresh_token"]}
 
 
-def end_sessions_of(service: Service, email: str, url: str, superuser: httpx.Client) -> None:
-    """Sessions of `email` refreshed, listed and ended: answers that need a live session,
-    which fuzzing the operations that end sessions reaches only until the first one ends.
+def end_logins_of(service: Service, email: str, url: str, superuser: httpx.Client) -> None:
+    """Logins of `email` refreshed, listed and ended: answers that need a live login,
+    which fuzzing the operations that end logins reaches only until the first one ends.
 
-    Not the accounts' own sessions, which the fuzzing goes on to use.
+    Not the accounts' own logins, which the fuzzing goes on to use.
     """
     with service.client() as phone, service.client() as laptop, service.client() as tablet:
         log_in_device(phone, email)
@@ -336,17 +336,17 @@ def end_sessions_of(service: Service, email: str, url: str, superuser: httpx.Cli
         assert refreshed.status_code in {200, 204}, refreshed.text
         # From another site's page (refused with the cookie transport only).
         laptop.post("/api/auth/refresh", headers={"Origin": "https://evil.example"})
-        [laptops, *_] = phone.get("/api/users/me/sessions").json()
+        [laptops, *_] = phone.get("/api/users/me/logins").json()
         for expected in (204, 404):
-            ended = phone.delete(f"/api/users/me/sessions/{laptops['id']}")
+            ended = phone.delete(f"/api/users/me/logins/{laptops['id']}")
             assert ended.status_code == expected, ended.text
-        assert phone.delete("/api/users/me/sessions/not-a-session").status_code == 422
+        assert phone.delete("/api/users/me/logins/not-a-login").status_code == 422
         log_in_device(tablet, email)
         assert tablet.post("/api/auth/logout").status_code == 204
         assert phone.post("/api/auth/logout-all").status_code == 204
-    assert superuser.delete(f"{url}/sessions").status_code == 204
+    assert superuser.delete(f"{url}/logins").status_code == 204
     missing = "2147483647" if url.rsplit("/", 1)[1].isdigit() else str(uuid.UUID(int=1))
-    assert superuser.delete(f"/api/users/{missing}/sessions").status_code == 404
+    assert superuser.delete(f"/api/users/{missing}/logins").status_code == 404
 
 
 @pytest.mark.parametrize("combination", COMBINATIONS)
@@ -362,10 +362,10 @@ def test_served_api_does_what_its_openapi_document_says(
             accounts = sign_up(project, service)
             make_targeted_requests(service, accounts)
             for role, headers in accounts.items():
-                exclude = (f"--exclude-name={name}" for name in SESSION_ENDING)
+                exclude = (f"--exclude-name={name}" for name in LOGIN_ENDING)
                 seen = run_schemathesis(service, headers, *exclude)
                 assert "200" in seen["GET", "/api/users/me"], f"Schemathesis was not the {role}"
-            for name in SESSION_ENDING:
+            for name in LOGIN_ENDING:
                 for headers in accounts.values():
                     run_schemathesis(service, headers, f"--include-name={name}")
 

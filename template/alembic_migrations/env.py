@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import settings
 from app.db.base import Base
-from app.db.session import statement_args
+from app.db.session import database_url, statement_args
 
 config = context.config
 target_metadata = Base.metadata
@@ -27,7 +27,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 def run_migrations_offline() -> None:
     """Print the SQL instead of running it (`alembic upgrade head --sql`)."""
     context.configure(
-        url=settings.database_url,
+        url=database_url(settings),
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -44,7 +44,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 async def run_async_migrations() -> None:
     engine = create_async_engine(
-        settings.database_url,
+        database_url(settings),
         poolclass=pool.NullPool,
         connect_args=statement_args(settings.DATABASE_BEHIND_PGBOUNCER),
     )

@@ -15,22 +15,23 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import app.db.base  # noqa: F401 (every model: relationships resolve other models by name)
-from app.core.users import get_user_manager
+from app.core.config import settings
+from app.core.user_manager import user_manager_on
 from app.db.models.user import User
-from app.db.session import async_session_maker, engine
+from app.db.session import database_for_command
 from app.schemas.user import UserCreate
 
 
 async def create_superuser(session: AsyncSession, email: str, password: str) -> User:
     """Create an active, verified superuser through the user manager (same rules as the API)."""
-    user_manager = await get_user_manager(session)
+    user_manager = user_manager_on(session)
     user_create = UserCreate(email=email, password=password, is_superuser=True, is_verified=True)
     return await user_manager.create(user_create)
 
 
 async def main(email: str, password: str) -> int:
     try:
-        async with async_session_maker() as session:
+        async with database_for_command(settings) as database, database.sessions() as session:
             user = await create_superuser(session, email, password)
     except UserAlreadyExists:
         print(f"A user with e-mail {email} already exists.", file=sys.stderr)
@@ -41,8 +42,6 @@ async def main(email: str, password: str) -> int:
     except ValidationError as exc:
         print(f"Invalid input: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 1
-    finally:
-        await engine.dispose()
     print(f"Superuser {user.email} created (id {user.id}).")
     return 0
 

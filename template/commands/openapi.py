@@ -6,7 +6,6 @@ and `tests/test_openapi_contract.py` fails until the file is written again.
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,7 @@ def render(schema: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    # The schema needs no database: with an address, the engine is built and never connects
-    # (without one, development would start the local PostgreSQL).
-    os.environ.setdefault("DATABASE_URL", "postgresql://unused@localhost/unused")
+    # Imported here, where it is used: importing the app connects to nothing.
     from app.main import app
 
     CONTRACT.write_text(render(app.openapi()), encoding="utf-8")

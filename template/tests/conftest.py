@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -21,14 +22,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+from starlette.datastructures import State
 
-from app.api import login_limit
 from app.api.login_limit import FailedLoginLimiter
 from app.core import email, security
 from app.core.config import settings
-from app.db import session as app_session
 from app.db.models.user import User
-from app.db.session import get_async_session
+from app.db.session import Database, open_database
 from app.main import app
 from tests.clients import log_in
 from tests.database import TEST_DATABASE_URL, prepare_database
@@ -79,22 +79,66 @@ def login_limiter() -> FailedLoginLimiter:
     )
 
 
+def use_state(monkeypatch: pytest.MonkeyPatch, **state: object) -> None:
+    """Give `app`, for the test, what its lifespan would have opened: `state`."""
+    current = {name: app.state[name] for name in app.state}
+    monkeypatch.setattr(app, "state", State({**current, **state}))
+
+
 @pytest.fixture
 def app_under_test(
-    connection: AsyncConnection, login_limiter: FailedLoginLimiter, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine,
+    connection: AsyncConnection,
+    login_limiter: FailedLoginLimiter,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[FastAPI]:
     """The app, its requests inside the test's transaction, with a cheap password hasher.
 
-    What the app's dependencies return is swapped where they read it, not with
-    `app.dependency_overrides`: while any override is set, FastAPI analyses every
-    dependency of every request again, a quarter of the time of the tests that
-    start no process. A test that overrides one anyway has it cleared at the end.
+    The app's database and login limiter are the test's: the lifespan, which would
+    open the real ones, does not run under httpx's ASGI transport. Dependencies are
+    not swapped with `app.dependency_overrides`: while any override is set, FastAPI
+    analyses every dependency of every request again, a quarter of the time of the
+    tests that start no process. A test that overrides one anyway has it cleared.
     """
-    monkeypatch.setattr(app_session, "async_session_maker", sessions_in(connection))
+    database = Database(engine, sessions_in(connection))
+    use_state(monkeypatch, database=database, login_limiter=login_limiter)
     monkeypatch.setattr(security, "password_helper", cheap_password_helper)
-    monkeypatch.setattr(login_limit, "failed_login_limiter", login_limiter)
     yield app
     app.dependency_overrides.clear()
+
+
+@pytest.fixture
+async def app_database(engine: AsyncEngine) -> AsyncIterator[Database]:
+    """The database as the app opens it: its own engine and sessions, which commit for
+    real, outside the test's transaction. Closed at the end, on the test's event loop.
+
+    `engine` (the tests' engine) is here for the migrated database it brings.
+    """
+    database = open_database(settings)
+    yield database
+    await database.engine.dispose()
+
+
+@pytest.fixture
+async def committed_user(app_database: Database) -> AsyncIterator[User]:
+    """A user committed for real, seen by the app's own sessions; deleted afterwards."""
+    async with app_database.sessions() as session:
+        user = await create_user(session)
+        await session.commit()
+    yield user
+    async with app_database.sessions() as session:
+        await session.execute(delete(User).where(User.id == user.id))
+        await session.commit()
+
+
+@pytest.fixture
+def app_on_its_database(
+    app_database: Database, login_limiter: FailedLoginLimiter, monkeypatch: pytest.MonkeyPatch
+) -> FastAPI:
+    """The app as it serves: each request on a connection of its own pool, committing."""
+    use_state(monkeypatch, database=app_database, login_limiter=login_limiter)
+    monkeypatch.setattr(security, "password_helper", cheap_password_helper)
+    return app
 
 
 @pytest.fixture
@@ -103,12 +147,7 @@ async def unreachable_database(app_under_test: FastAPI) -> AsyncIterator[None]:
     unreachable = create_async_engine(
         "postgresql+asyncpg://nobody@127.0.0.1:9/none", poolclass=NullPool
     )
-
-    async def session_without_database() -> AsyncIterator[AsyncSession]:
-        async with AsyncSession(unreachable) as session:
-            yield session
-
-    app_under_test.dependency_overrides[get_async_session] = session_without_database
+    app_under_test.state.database = Database.on(unreachable)  # a state of this test's own
     yield
     await unreachable.dispose()
 

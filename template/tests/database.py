@@ -20,7 +20,8 @@ from app.db.base import Base
 if TYPE_CHECKING:
     from alembic.config import Config
 
-TEST_DATABASE_URL = make_url(settings.database_url)
+# Set by conftest.py when it is not set already.
+TEST_DATABASE_URL = make_url(str(settings.TEST_DATABASE_URL))
 MIGRATIONS = Path(__file__).resolve().parents[1] / "alembic_migrations"
 DATABASE_COMMENT = text(
     "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :name"

@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 
 import pytest
 from fastapi_users.exceptions import UserAlreadyExists
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.core import security
-from app.core.config import settings
+from app.core.config import Settings, settings
+from app.db.session import Database
 from commands import create_superuser as command
+from tests.conftest import sessions_in
 from tests.factories import DEFAULT_PASSWORD, cheap_password_helper, create_user
 
 
@@ -45,14 +47,16 @@ async def test_refuses_an_existing_email(session: AsyncSession) -> None:
 
 
 @pytest.fixture
-def command_session(session: AsyncSession, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make `main` use the test's session instead of opening its own."""
+def command_session(
+    engine: AsyncEngine, connection: AsyncConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Make `main` work in the test's transaction instead of opening the database."""
 
     @asynccontextmanager
-    async def test_session() -> AsyncIterator[AsyncSession]:
-        yield session
+    async def test_database(settings: Settings) -> AsyncIterator[Database]:
+        yield Database(engine, sessions_in(connection))
 
-    monkeypatch.setattr(command, "async_session_maker", test_session)
+    monkeypatch.setattr(command, "database_for_command", test_database)
 
 
 @pytest.mark.usefixtures("command_session")
@@ -85,7 +89,7 @@ def test_its_imports_map_every_model() -> None:
             "import commands.create_superuser; "
             "from sqlalchemy.orm import configure_mappers; configure_mappers()",
         ],
-        env={**os.environ, "TEST_DATABASE_URL": settings.database_url},
+        env={**os.environ, "TEST_DATABASE_URL": str(settings.TEST_DATABASE_URL)},
         capture_output=True,
         text=True,
         check=False,

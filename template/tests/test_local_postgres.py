@@ -23,6 +23,7 @@ from sqlalchemy.pool import NullPool
 from app.core.config import Settings, settings
 from app.db import local_postgres
 from app.db.local_postgres import LocalPostgresError, Server
+from app.db.session import database_url
 from commands import local_postgres as command
 
 
@@ -206,10 +207,10 @@ class TestErrors:
         assert str(data_dir / "log") in str(error.value)
 
 
-class TestSettings:
+class TestDatabaseUrl:
     @pytest.mark.usefixtures("development")
     def test_development_without_database_url_uses_the_local_server(self, data_dir: Path) -> None:
-        url = Settings(_env_file=None, ENVIRONMENT="development", DATABASE_URL=None).database_url
+        url = database_url(Settings(_env_file=None, ENVIRONMENT="development", DATABASE_URL=None))
 
         server = local_postgres.running(data_dir)
         assert server is not None
@@ -222,7 +223,7 @@ class TestSettings:
         test_settings = Settings(_env_file=None, ENVIRONMENT="test", TEST_DATABASE_URL=None)
 
         with pytest.raises(RuntimeError, match="TEST_DATABASE_URL is not set"):
-            _ = test_settings.database_url
+            database_url(test_settings)
         assert not (tmp_path / "postgres").exists()
 
 

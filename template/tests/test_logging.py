@@ -183,7 +183,7 @@ def wait_until_live(base_url: str, server: subprocess.Popen[str]) -> None:
 
 
 def test_served_app_writes_json_lines_and_one_access_line_per_request() -> None:
-    """`fastapi run`, as ./start.sh serves: uvicorn's lines in our format, its access log ours."""
+    """uvicorn, as the image serves: its lines in our format, its access log ours."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
@@ -191,12 +191,12 @@ def test_served_app_writes_json_lines_and_one_access_line_per_request() -> None:
         "ENVIRONMENT": "development",
         "LOG_FORMAT": "json",
         # Never connected to: the liveness check does no I/O.
-        "DATABASE_URL": settings.database_url,
+        "DATABASE_URL": str(settings.TEST_DATABASE_URL),
         # Nothing polls its readiness: it may stop at once on SIGTERM.
         "SHUTDOWN_DELAY_SECONDS": "0",
     }
     with subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
-        [sys.executable, "-m", "fastapi", "run", "app/main.py", "--port", str(port)],
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

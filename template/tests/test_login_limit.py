@@ -18,11 +18,11 @@ from app.api.login_limit import (
     TOO_MANY_FAILED_LOGINS,
     FailedLoginLimiter,
     TooManyFailedLoginsError,
-    failed_login_limiter,
     warn_if_store_is_down,
 )
 from app.core.config import settings
 from app.db.models.user import User
+from app.main import app
 from tests.clients import LOGIN_URL, log_in
 from tests.factories import DEFAULT_PASSWORD, create_user
 
@@ -162,20 +162,15 @@ class TestUnreachableStore:
         assert (await client.get("/api/health/live")).status_code == 200
 
     async def test_start_up_names_the_setting_and_goes_on(
-        self,
-        login_limiter: FailedLoginLimiter,
-        monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture,
+        self, login_limiter: FailedLoginLimiter, caplog: pytest.LogCaptureFixture
     ) -> None:
-        monkeypatch.setattr(login_limit, "failed_login_limiter", login_limiter)
-
-        await warn_if_store_is_down()
+        await warn_if_store_is_down(login_limiter)
 
         assert "LOGIN_LIMIT_STORAGE_URI does not answer" in caplog.text
 
 
 async def test_start_up_is_quiet_when_the_store_answers(caplog: pytest.LogCaptureFixture) -> None:
-    await warn_if_store_is_down()
+    await warn_if_store_is_down(app.state.login_limiter)
 
     assert "LOGIN_LIMIT_STORAGE_URI" not in caplog.text
 
@@ -187,7 +182,7 @@ def test_the_login_route_documents_its_429(app_under_test: FastAPI) -> None:
 
 
 def test_the_limiter_is_wired_to_the_settings() -> None:
-    assert failed_login_limiter.limits == {
+    assert app.state.login_limiter.limits == {
         "email": parse(settings.LOGIN_FAILURES_PER_EMAIL),
         "ip": parse(settings.LOGIN_FAILURES_PER_IP),
     }

@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.config import settings
 from app.db.models.user import User
-from app.db.session import engine
-from app.observability.metrics import UNMATCHED, serve_metrics
+from app.db.session import Database
+from app.observability.metrics import UNMATCHED, serve_metrics, watch_pool
 from tests.clients import LOGIN_URL
 from tests.conftest import make_client
 
@@ -85,9 +85,12 @@ async def test_failed_logins_and_limited_logins_are_counted(
     assert added(before, after, "login_limited_total") == 1
 
 
-async def test_pool_gauges_follow_the_connections(client: AsyncClient) -> None:
+async def test_pool_gauges_follow_the_connections(
+    client: AsyncClient, app_database: Database
+) -> None:
+    watch_pool(app_database.engine, settings.DATABASE_POOL_SIZE)
     before = await scrape(client)
-    async with engine.connect():
+    async with app_database.engine.connect():
         during = await scrape(client)
     after = await scrape(client)
 

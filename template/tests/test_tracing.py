@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv.attributes.db_attributes import DB_QUERY_TEXT, DB_RESPONSE_STATUS_CODE
@@ -21,8 +21,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.api.request_log import REQUEST_ID_HEADER
+from app.core.config import settings
+from app.core.logging import configure_logging
 from app.db.models.user import User
-from app.observability.tracing import instrument, uninstrument
+from app.observability.tracing import current_trace_id, trace_statements, tracer_provider
 from tests.clients import log_in
 from tests.factories import DEFAULT_PASSWORD
 
@@ -33,18 +35,20 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def exporter(
     app_under_test: FastAPI, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[InMemorySpanExporter]:
-    """The app traced, its statements on the test's engine, every span kept here.
+    """The app traced, its statements on the test's engine, every span kept here, and
+    log lines carrying the trace id.
 
     The service makes its provider global before the app exists; a test gives
     its own to the app's telemetry settings, and the global one stays unset.
     """
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    statements = instrument(engine, provider)
+    provider = tracer_provider(settings, SimpleSpanProcessor(exporter))
+    statements = trace_statements(engine, provider)
     monkeypatch.setitem(app_under_test._telemetry, "tracer_provider", provider)
+    configure_logging(settings.LOG_LEVEL, settings.log_format, current_trace_id)
     yield exporter
-    uninstrument(statements)
+    configure_logging(settings.LOG_LEVEL, settings.log_format)
+    statements.remove()
 
 
 def server_span(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:

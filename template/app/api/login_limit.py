@@ -37,7 +37,7 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 from starlette.routing import BaseRoute
 
-from app.core.config import settings
+from app.core.config import Settings, settings
 from app.observability.metrics import LOGIN_FAILURES, LOGIN_LIMITED
 
 logger = logging.getLogger(__name__)
@@ -131,13 +131,13 @@ class FailedLoginLimiter:
             if self._in_flight[key] <= 0:
                 del self._in_flight[key]
 
-
-# Looked up when a login comes, where each test swaps in a limiter of its own.
-failed_login_limiter = FailedLoginLimiter(
-    settings.LOGIN_LIMIT_STORAGE_URI,
-    settings.LOGIN_FAILURES_PER_EMAIL,
-    settings.LOGIN_FAILURES_PER_IP,
-)
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "FailedLoginLimiter":
+        return cls(
+            settings.LOGIN_LIMIT_STORAGE_URI,
+            settings.LOGIN_FAILURES_PER_EMAIL,
+            settings.LOGIN_FAILURES_PER_IP,
+        )
 
 
 # The key of the e-mails' hashes: derived from ACCESS_SECRET_KEY, so that every
@@ -166,7 +166,7 @@ async def limit_failed_logins(
     credentials: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> AsyncIterator[None]:
     """Dependency of the login route: 429 when limited, count the attempt if it fails."""
-    limiter = failed_login_limiter
+    limiter = cast(FailedLoginLimiter, request.app.state.login_limiter)
     keys = login_keys(request, credentials.username)
     try:
         await limiter.admit(keys)
@@ -211,12 +211,12 @@ def store_unavailable(exc: StorageError) -> HTTPException:
     )
 
 
-async def warn_if_store_is_down() -> None:
+async def warn_if_store_is_down(limiter: FailedLoginLimiter) -> None:
     """At start-up: say which setting to check, without holding the service back.
 
     Everything but logins works without the store, and it may come up later.
     """
-    if not await failed_login_limiter.store_answers():
+    if not await limiter.store_answers():
         logger.warning(
             "The store of LOGIN_LIMIT_STORAGE_URI does not answer: logins answer 503 until it does"
         )

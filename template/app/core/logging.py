@@ -30,9 +30,6 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)
 TRACED_TEXT_FORMAT = (
     "%(asctime)s %(levelname)-7s [%(request_id)s trace=%(trace_id)s] %(name)s: %(message)s"
 )
-# Set while traces are exported (app/observability/tracing.py): the current trace's
-# id, so that each line also carries `trace_id` and leads to its trace.
-trace_id_source: Callable[[], str] | None = None
 # Attributes every LogRecord has: anything else was passed in `extra=` and goes into the JSON.
 _STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
@@ -45,17 +42,22 @@ _STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
 _default_record_factory = logging.getLogRecordFactory()
 
 
-def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
-    """Every record gets `request_id`: the current request's, or "-" outside requests.
+def record_factory(trace_id: Callable[[], str] | None) -> Callable[..., logging.LogRecord]:
+    """Records that carry `request_id` (the current request's, or "-" outside requests)
+    and, while traces are exported, `trace_id`, which leads from a line to its trace.
 
-    A record factory rather than a handler filter, so that every handler sees
-    it, the test suite's log capture included.
+    A record factory rather than a handler filter, so that every handler sees them,
+    the test suite's log capture included.
     """
-    record = _default_record_factory(*args, **kwargs)
-    record.request_id = request_id.get() or "-"
-    if trace_id_source is not None:
-        record.trace_id = trace_id_source()
-    return record
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = _default_record_factory(*args, **kwargs)
+        record.request_id = request_id.get() or "-"
+        if trace_id is not None:
+            record.trace_id = trace_id()
+        return record
+
+    return make_record
 
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
@@ -110,15 +112,12 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         super().emit(record)
 
 
-def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
+def logging_config(level: str, log_format: LogFormat, traced: bool = False) -> dict[str, Any]:
     """The `dictConfig` of the service: everything to stderr through one handler."""
     formatter: dict[str, Any] = (
         {"()": JsonFormatter}
         if log_format == "json"
-        else {
-            "()": TextFormatter,
-            "fmt": TEXT_FORMAT if trace_id_source is None else TRACED_TEXT_FORMAT,
-        }
+        else {"()": TextFormatter, "fmt": TRACED_TEXT_FORMAT if traced else TEXT_FORMAT}
     )
     return {
         "version": 1,
@@ -148,7 +147,11 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
     }
 
 
-def configure_logging(level: str, log_format: LogFormat) -> None:
-    """Configure logging; called when app.main is imported, after uvicorn set up its own."""
-    logging.setLogRecordFactory(_record_with_request_id)
-    logging.config.dictConfig(logging_config(level, log_format))
+def configure_logging(
+    level: str, log_format: LogFormat, trace_id: Callable[[], str] | None = None
+) -> None:
+    """Configure logging, uvicorn's included; `trace_id` gives the current trace's id
+    while traces are exported (app/observability/tracing.py).
+    """
+    logging.setLogRecordFactory(record_factory(trace_id))
+    logging.config.dictConfig(logging_config(level, log_format, traced=trace_id is not None))

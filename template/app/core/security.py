@@ -1,4 +1,4 @@
-"""Password hashing that keeps the event loop free.
+"""Passwords: the rules a new one must meet, and hashing that keeps the event loop free.
 
 An Argon2 hash or verification costs about 0.1 s of CPU on purpose. fastapi-users
 calls the hasher synchronously inside `async def` handlers, so one login would
@@ -23,8 +23,24 @@ from contextvars import ContextVar
 
 from fastapi_users.password import PasswordHelper
 
+PASSWORD_MIN_LENGTH = 8
+# Argon2 accepts anything, but a megabyte "password" is an attack, not a secret.
+PASSWORD_MAX_LENGTH = 128
 # How much lower the hashing thread's CPU priority is than the event loop's.
 HASHING_NICENESS = 10
+
+
+def password_problem(password: str, email: str) -> str | None:
+    """What is wrong with `password` as the password of `email`, or None."""
+    if len(password) < PASSWORD_MIN_LENGTH:
+        return f"Password must be at least {PASSWORD_MIN_LENGTH} characters long"
+    if len(password) > PASSWORD_MAX_LENGTH:
+        return f"Password must be at most {PASSWORD_MAX_LENGTH} characters long"
+    if "\x00" in password:
+        return "Password must not contain NUL characters"
+    if email.lower() in password.lower():
+        return "Password must not contain the e-mail address"
+    return None
 
 
 def _yield_cpu_to_the_event_loop() -> None:

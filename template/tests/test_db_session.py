@@ -1,28 +1,27 @@
 """The request's session: no round trip it does not need, and no broken connection reused.
 
 Most tests run on one rolled-back connection (tests/conftest.py); these use the
-app's own engine and sessions, as requests in production do.
+database as the app opens it, its own engine and sessions, as requests in
+production do.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import delete, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from app.core.access_tokens import AccessTokens
 from app.core.config import settings
-from app.core.users import Strategy, UserManager, get_user_db
+from app.core.user_manager import user_manager_on
 from app.db.models.user import User
 from app.db.session import (
-    async_session_maker,
+    Database,
     autocommit_reads,
     close_or_discard,
     create_engine,
 )
-from app.db.session import engine as app_engine
-from tests.factories import cheap_password_helper, create_user
 
 
 async def test_broken_connection_is_discarded_not_raised(
@@ -47,23 +46,6 @@ async def test_broken_connection_is_discarded_not_raised(
     assert "Discarding a broken database connection" in caplog.text
 
 
-@pytest.fixture
-async def committed_user(engine: AsyncEngine) -> AsyncIterator[User]:
-    """A user committed for real, seen by the app's own sessions; deleted afterwards.
-
-    `engine` (the tests' engine) is here for the migrated database it brings.
-    """
-    async with async_session_maker() as session:
-        user = await create_user(session)
-        await session.commit()
-    yield user
-    async with async_session_maker() as session:
-        await session.execute(delete(User).where(User.id == user.id))
-        await session.commit()
-    # The app's pool holds connections of this test's event loop: close them.
-    await app_engine.dispose()
-
-
 async def in_one_transaction(session: AsyncSession) -> bool:
     """Whether two statements in a row run in the same transaction."""
     query = text("SELECT transaction_timestamp()")
@@ -72,23 +54,25 @@ async def in_one_transaction(session: AsyncSession) -> bool:
     return bool(first == second)
 
 
-async def assert_stored_as_committed(user: User) -> None:
+async def assert_stored_as_committed(database: Database, user: User) -> None:
     """The database still holds `user` as committed: a rollback took every change back."""
-    async with async_session_maker() as session:
+    async with database.sessions() as session:
         stored = await session.get(User, user.id)
     assert stored is not None
     assert stored.is_verified == user.is_verified
 
 
-async def test_autocommit_reads_need_no_transaction(committed_user: User) -> None:
-    async with async_session_maker() as session:
+async def test_autocommit_reads_need_no_transaction(
+    app_database: Database, committed_user: User
+) -> None:
+    async with app_database.sessions() as session:
         async with autocommit_reads(session):
             assert not await in_one_transaction(session)
             user = await session.get(User, committed_user.id)
 
         # Nothing held: the connection is back in the pool, the user still in the session.
         assert not session.in_transaction()
-        assert app_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert app_database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         assert user is not None
         assert user in session
 
@@ -98,19 +82,23 @@ async def test_autocommit_reads_need_no_transaction(committed_user: User) -> Non
         assert await in_one_transaction(session)
         await session.rollback()
 
-    await assert_stored_as_committed(committed_user)
+    await assert_stored_as_committed(app_database, committed_user)
 
 
-async def test_autocommit_reads_join_a_transaction_in_progress(committed_user: User) -> None:
-    async with async_session_maker() as session, session.begin():
+async def test_autocommit_reads_join_a_transaction_in_progress(
+    app_database: Database, committed_user: User
+) -> None:
+    async with app_database.sessions() as session, session.begin():
         await session.get(User, committed_user.id)
         async with autocommit_reads(session):
             assert await in_one_transaction(session)
         assert session.in_transaction()
 
 
-async def test_autocommit_reads_never_flush_pending_changes(committed_user: User) -> None:
-    async with async_session_maker() as session:
+async def test_autocommit_reads_never_flush_pending_changes(
+    app_database: Database, committed_user: User
+) -> None:
+    async with app_database.sessions() as session:
         async with autocommit_reads(session):
             user = await session.get(User, committed_user.id)
         assert user is not None
@@ -122,16 +110,17 @@ async def test_autocommit_reads_never_flush_pending_changes(committed_user: User
         await session.rollback()
 
     # ...so the rollback took it back.
-    await assert_stored_as_committed(committed_user)
+    await assert_stored_as_committed(app_database, committed_user)
 
 
-async def test_authentication_reads_without_a_transaction(committed_user: User) -> None:
-    async with async_session_maker() as session:  # The login's.
-        token = await Strategy(session).write_token(committed_user)
+async def test_authentication_reads_without_a_transaction(
+    app_database: Database, committed_user: User
+) -> None:
+    async with app_database.sessions() as session:  # The login's.
+        token = await AccessTokens(session).write_token(committed_user)
 
-    async with async_session_maker() as session:  # A later request's.
-        user_manager = UserManager(await get_user_db(session), cheap_password_helper)
-        user = await Strategy(session).read_token(token, user_manager)
+    async with app_database.sessions() as session:  # A later request's.
+        user = await AccessTokens(session).read_token(token, user_manager_on(session))
 
         assert user is not None
         assert user.id == committed_user.id
@@ -139,21 +128,21 @@ async def test_authentication_reads_without_a_transaction(committed_user: User) 
         assert user in session
         # ...which holds no transaction, nor a connection, until it needs one.
         assert not session.in_transaction()
-        assert app_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert app_database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 async def test_a_connection_the_server_closed_is_replaced_before_use(
-    committed_user: User, connection: AsyncConnection
+    app_database: Database, connection: AsyncConnection
 ) -> None:
     """As after a database restart: the next request gets a new connection, not an error."""
-    async with app_engine.connect() as pooled:
+    async with app_database.engine.connect() as pooled:
         closed_pid = await pooled.scalar(text("SELECT pg_backend_pid()"))
     # Back in the pool, idle; the server ends it, as a restart does (and waits until it has).
     terminate = text("SELECT pg_terminate_backend(:pid, :timeout_ms)")
     assert await connection.scalar(terminate, {"pid": closed_pid, "timeout_ms": 5000})
     await asyncio.sleep(0.1)  # For the closed socket to reach asyncpg.
 
-    async with app_engine.connect() as pooled:
+    async with app_database.engine.connect() as pooled:
         assert await pooled.scalar(text("SELECT pg_backend_pid()")) != closed_pid
 
 
@@ -162,7 +151,8 @@ async def test_pgbouncer_setting_without_a_pooler_is_named_in_a_warning(
     engine: AsyncEngine, behind_pgbouncer: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The test database is reached directly: the setting costs speed, and says so once."""
-    direct = create_engine(settings.database_url, behind_pgbouncer=behind_pgbouncer)
+    configured = settings.model_copy(update={"DATABASE_BEHIND_PGBOUNCER": behind_pgbouncer})
+    direct = create_engine(str(settings.TEST_DATABASE_URL), configured)
     try:
         for _ in range(2):
             async with direct.connect() as connection:
