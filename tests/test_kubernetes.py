@@ -27,7 +27,6 @@ KUBERNETES = [name for name, answers in COMBINATIONS.items() if answers["deploy"
 MANIFESTS = Path("deploy/kubernetes")
 # Checkov moves fast and adds checks: a new release is taken on purpose, README and all.
 CHECKOV = "checkov==3.3.30"
-GRACE_PERIOD_SECONDS = 30  # Kubernetes' default; the app documents no other
 CHECK_ID = re.compile(r"\bCKV2?_K8S_\d+\b")
 
 
@@ -139,10 +138,24 @@ def test_the_deployment_serves_the_image_port_and_probes_the_app_health_routes(
         "readinessProbe": {"path": "/api/health/ready", "port": "http"},
     }
     assert {probe["path"] for probe in probes.values()} <= served
-    assert pod["terminationGracePeriodSeconds"] == GRACE_PERIOD_SECONDS
-    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] < GRACE_PERIOD_SECONDS
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     assert "replicas" not in deployment["spec"]  # the autoscaler's
+
+
+def test_the_shutdown_delay_happens_once_and_the_drain_fits_the_grace_period(
+    project: Project,
+) -> None:
+    """Kubernetes counts preStop inside the grace period; the app's delay would come after it."""
+    resources = manifests(project)
+    config = resources["ConfigMap"]["data"]
+    pod = resources["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    app_grace = float(config["SHUTDOWN_GRACE_SECONDS"])
+
+    assert float(config["SHUTDOWN_DELAY_SECONDS"]) == 0
+    assert pod["terminationGracePeriodSeconds"] == pre_stop + app_grace
+    assert pre_stop > 0
 
 
 def test_the_job_migrates_and_the_service_autoscaler_and_budget_target_the_api(
