@@ -108,7 +108,6 @@ def test_pods_run_as_the_image_user_unprivileged_on_a_read_only_root(project: Pr
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == image.uid
         assert pod["securityContext"]["runAsGroup"] == image.gid
-        assert pod["automountServiceAccountToken"] is False
         for container in pod["containers"]:
             assert container["securityContext"] == {
                 "allowPrivilegeEscalation": False,
@@ -118,6 +117,16 @@ def test_pods_run_as_the_image_user_unprivileged_on_a_read_only_root(project: Pr
             }
             assert set(container["resources"]) == {"requests", "limits"}
             assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+
+
+def test_pods_use_their_own_service_account_without_its_token(project: Project) -> None:
+    account = manifests(project)["ServiceAccount"]
+
+    assert account["metadata"]["name"] != "default"
+    assert account["automountServiceAccountToken"] is False
+    for pod in pod_specs(project):
+        assert pod["serviceAccountName"] == account["metadata"]["name"]
+        assert pod["automountServiceAccountToken"] is False
 
 
 def test_the_deployment_serves_the_image_port_and_probes_the_app_health_routes(
@@ -164,10 +173,13 @@ def test_the_job_migrates_and_the_service_autoscaler_and_budget_target_the_api(
     resources = manifests(project)
     deployment = resources["Deployment"]
     api = deployment["spec"]["selector"]["matchLabels"]
-    (migrate,) = resources["Job"]["spec"]["template"]["spec"]["containers"]
+    job = resources["Job"]["spec"]
+    (migrate,) = job["template"]["spec"]["containers"]
 
     assert migrate["command"] == ["alembic", "upgrade", "head"]
-    assert resources["Job"]["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert job["template"]["spec"]["restartPolicy"] == "Never"
+    # Deleted by the cluster, but not before it could have run to its deadline and been read.
+    assert job["ttlSecondsAfterFinished"] > job["activeDeadlineSeconds"]
     assert resources["Service"]["spec"]["selector"] == api
     assert resources["Service"]["spec"]["ports"][0]["targetPort"] == "http"
     assert resources["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"] == {
