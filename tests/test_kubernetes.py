@@ -28,6 +28,9 @@ MANIFESTS = Path("deploy/kubernetes")
 # Checkov moves fast and adds checks: a new release is taken on purpose, README and all.
 CHECKOV = "checkov==3.3.30"
 CHECK_ID = re.compile(r"\bCKV2?_K8S_\d+\b")
+# Kubernetes quantities, binary and decimal suffixes: enough for these manifests.
+QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|k|M|G)?$")
+UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 
 
 @pytest.fixture(params=KUBERNETES)
@@ -50,6 +53,12 @@ def manifests(project: Project) -> dict[str, dict[str, Any]]:
 def kubernetes_section(project: Project) -> str:
     readme = (project.path / "README.md").read_text()
     return readme[readme.index("\n## Kubernetes\n") :].split("\n## ", 2)[1]
+
+
+def quantity(value: str) -> int:
+    match = QUANTITY.match(value)
+    assert match, f"{value!r}: a quantity this test does not read"
+    return int(match[1]) * UNITS[match[2]]
 
 
 def test_the_option_is_in_the_matrix() -> None:
@@ -115,8 +124,8 @@ def test_pods_run_as_the_image_user_unprivileged_on_a_read_only_root(project: Pr
                 "readOnlyRootFilesystem": True,
                 "capabilities": {"drop": ["ALL"]},
             }
-            assert set(container["resources"]) == {"requests", "limits"}
-            assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+            for bound in ("requests", "limits"):
+                assert set(container["resources"][bound]) == {"cpu", "memory", "ephemeral-storage"}
 
 
 def test_pods_use_their_own_service_account_without_its_token(project: Project) -> None:
@@ -127,6 +136,23 @@ def test_pods_use_their_own_service_account_without_its_token(project: Project) 
     for pod in pod_specs(project):
         assert pod["serviceAccountName"] == account["metadata"]["name"]
         assert pod["automountServiceAccountToken"] is False
+
+
+def test_the_api_writes_only_to_a_bounded_tmp_within_its_disk_limit(project: Project) -> None:
+    pod = manifests(project)["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (volume,) = pod["volumes"]
+
+    assert container["volumeMounts"] == [{"name": volume["name"], "mountPath": "/tmp"}]  # noqa: S108
+    assert set(volume) == {"name", "emptyDir"}
+    assert "medium" not in volume["emptyDir"]  # on disk: in memory it would count as memory
+    # The pod's disk limit is its containers' sum, and covers /tmp too: room for the logs.
+    limit = quantity(container["resources"]["limits"]["ephemeral-storage"])
+    assert quantity(volume["emptyDir"]["sizeLimit"]) < limit
+    for each in pod_specs(project):
+        for bounds in (container["resources"] for container in each["containers"]):
+            disk = {bound: quantity(bounds[bound]["ephemeral-storage"]) for bound in bounds}
+            assert disk["requests"] <= disk["limits"]
 
 
 def test_the_deployment_serves_the_image_port_and_probes_the_app_health_routes(
