@@ -214,6 +214,7 @@ def test_the_job_migrates_and_the_service_autoscaler_and_budget_target_the_api(
         "name": deployment["metadata"]["name"],
     }
     assert resources["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
+    assert "metrics-server" in kubernetes_section(project)  # the autoscaler's CPU figures
     assert resources["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == api
     assert deployment["spec"]["template"]["metadata"]["labels"] == api
 
