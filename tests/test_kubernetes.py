@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -217,6 +218,16 @@ def test_the_job_migrates_and_the_service_autoscaler_and_budget_target_the_api(
     assert "metrics-server" in kubernetes_section(project)  # the autoscaler's CPU figures
     assert resources["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == api
     assert deployment["spec"]["template"]["metadata"]["labels"] == api
+
+
+def test_failed_logins_are_counted_in_the_redis_the_readme_asks_for(project: Project) -> None:
+    uri = manifests(project)["ConfigMap"]["data"]["LOGIN_LIMIT_STORAGE_URI"]
+    readme = kubernetes_section(project)
+
+    assert uri.startswith("async+redis://")
+    assert urlsplit(uri).hostname in readme
+    # Without its client the service refuses the setting at start-up.
+    assert '"limits[async-redis]"' in readme
 
 
 def settings(project: Project, of_type: str = r"[^\n]+") -> set[str]:
