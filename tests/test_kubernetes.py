@@ -220,6 +220,28 @@ def test_the_job_migrates_and_the_service_autoscaler_and_budget_target_the_api(
     assert deployment["spec"]["template"]["metadata"]["labels"] == api
 
 
+def test_the_ingress_serves_the_service_over_tls_with_the_placeholders_the_readme_names(
+    project: Project,
+) -> None:
+    resources = manifests(project)
+    ingress = resources["Ingress"]["spec"]
+    service = resources["Service"]
+    readme = kubernetes_section(project)
+    (rule,) = ingress["rules"]
+    (tls,) = ingress["tls"]
+    (path,) = rule["http"]["paths"]
+
+    assert path["backend"]["service"] == {
+        "name": service["metadata"]["name"],
+        "port": {"name": service["spec"]["ports"][0]["name"]},
+    }
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    assert tls["hosts"] == [rule["host"]]
+    assert rule["host"] in readme
+    assert tls["secretName"] in readme
+    assert f"ingressClassName: {ingress['ingressClassName']}" in readme  # and how to change it
+
+
 def test_failed_logins_are_counted_in_the_redis_the_readme_asks_for(project: Project) -> None:
     uri = manifests(project)["ConfigMap"]["data"]["LOGIN_LIMIT_STORAGE_URI"]
     readme = kubernetes_section(project)
