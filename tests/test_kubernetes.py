@@ -32,6 +32,11 @@ CHECK_ID = re.compile(r"\bCKV2?_K8S_\d+\b")
 # Kubernetes quantities, binary and decimal suffixes: enough for these manifests.
 QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|k|M|G)?$")
 UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+# Where the ingress controller and Prometheus run: placeholders the README names.
+INGRESS_NAMESPACES = ["ingress-nginx", "monitoring"]
+DNS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+OTLP_HTTP_PORT = 4318  # the OTLP/HTTP port ("Operating it": a gRPC port will not do)
+HTTPS_PORT = 443  # Sentry, and the OAuth providers when there are some
 
 
 @pytest.fixture(params=KUBERNETES)
@@ -40,13 +45,21 @@ def project(request: pytest.FixtureRequest, rendered: Renders) -> Project:
 
 
 def manifests(project: Project) -> dict[str, dict[str, Any]]:
-    """Every resource but the kustomization, by kind."""
+    """Every resource but the kustomization, by kind; NetworkPolicies, one per component, by
+    `kind/component`."""
     resources = [
         yaml.safe_load(path.read_text())
         for path in sorted((project.path / MANIFESTS).glob("*.yaml"))
         if path.name != "kustomization.yaml"
     ]
-    by_kind = {resource["kind"]: resource for resource in resources}
+    by_kind = {
+        (
+            f"NetworkPolicy/{resource['metadata']['labels']['app.kubernetes.io/component']}"
+            if resource["kind"] == "NetworkPolicy"
+            else resource["kind"]
+        ): resource
+        for resource in resources
+    }
     assert len(by_kind) == len(resources), "one resource of each kind"
     return by_kind
 
@@ -240,6 +253,69 @@ def test_the_ingress_serves_the_service_over_tls_with_the_placeholders_the_readm
     assert rule["host"] in readme
     assert tls["secretName"] in readme
     assert f"ingressClassName: {ingress['ingressClassName']}" in readme  # and how to change it
+
+
+def namespace(name: str) -> dict[str, Any]:
+    """A NetworkPolicy peer: every pod of the namespace `name`."""
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port, f"{url}: no port"
+    return port
+
+
+def test_network_policies_let_in_the_ingress_and_prometheus_and_out_what_the_settings_name(
+    project: Project,
+) -> None:
+    resources = manifests(project)
+    config = resources["ConfigMap"]["data"]
+    readme = kubernetes_section(project)
+    (database_url,) = re.findall(r"--from-literal=DATABASE_URL='([^']+)'", readme)
+    database = {"protocol": "TCP", "port": port_of(database_url)}
+    deployment = resources["Deployment"]["metadata"]["name"]
+    pods = {kind: resources[kind]["spec"]["template"] for kind in ("Deployment", "Job")}
+    (container,) = pods["Deployment"]["spec"]["containers"]
+    (http,) = container["ports"]
+    api = resources["NetworkPolicy/api"]["spec"]
+    migrate = resources["NetworkPolicy/migrate"]["spec"]
+
+    # The API's keeps the name of the single policy of earlier releases, which let anyone
+    # in: applying a new release must replace that one, not add to it.
+    assert resources["NetworkPolicy/api"]["metadata"]["name"] == deployment
+    # Each selects its pods, and stops all traffic it does not allow, both ways.
+    assert api["podSelector"]["matchLabels"] == pods["Deployment"]["metadata"]["labels"]
+    assert migrate["podSelector"]["matchLabels"] == pods["Job"]["metadata"]["labels"]
+    for policy in (api, migrate):
+        assert policy["policyTypes"] == ["Ingress", "Egress"]
+        dns, *others = policy["egress"]
+        assert dns == {"to": [namespace("kube-system")], "ports": DNS}
+        assert all(set(rule) == {"ports"} for rule in others)  # by port: anywhere it runs
+
+    # In: the ingress controller and Prometheus, to the API's port only; nothing to the Job.
+    (incoming,) = api["ingress"]
+    assert incoming == {
+        "from": [namespace(name) for name in INGRESS_NAMESPACES],
+        "ports": [{"protocol": "TCP", "port": http["name"]}],
+    }
+    assert all(f"`{name}`" in readme for name in INGRESS_NAMESPACES)
+    assert "ingress" not in migrate
+
+    # Out: PostgreSQL, Redis, SMTP when it sends mail, the exporters; the Job PostgreSQL only.
+    expected = [
+        database,
+        {"protocol": "TCP", "port": port_of(config["LOGIN_LIMIT_STORAGE_URI"])},
+        *(
+            [{"protocol": "TCP", "port": int(config["MAIL_PORT"])}]
+            if project.answers["email_backend"] == "smtp"
+            else []
+        ),
+        {"protocol": "TCP", "port": OTLP_HTTP_PORT},
+        {"protocol": "TCP", "port": HTTPS_PORT},
+    ]
+    assert [rule["ports"] for rule in api["egress"][1:]] == [[port] for port in expected]
+    assert [rule["ports"] for rule in migrate["egress"][1:]] == [[database]]
 
 
 def test_failed_logins_are_counted_in_the_redis_the_readme_asks_for(project: Project) -> None:
