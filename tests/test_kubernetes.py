@@ -1,11 +1,20 @@
 """The Kubernetes manifests of `deploy=kubernetes`: valid, safe, and true to the image and the app.
 
-Offline: `kubernetes-validate` checks every manifest against the schemas of the
-newest Kubernetes it ships, strictly (no unknown field); Checkov, run apart with
-`uvx` (it pins its own old dependencies), may fail only the checks that the
-rendered README explains, and the README explains only checks that fail. That
-the service runs on a read-only root file system as uid 10001 is proven by
-tests/test_image.py, which runs the image that way.
+Offline: `kubernetes-validate` checks every manifest that the kustomization
+applies against the schemas of the newest Kubernetes it ships, strictly (no
+unknown field); Checkov, run apart with `uvx` (it pins its own old
+dependencies), may fail only the checks that the rendered README explains, and
+the README explains only checks that fail. That the service runs on a read-only
+root file system as uid 10001 is proven by tests/test_image.py, which runs the
+image that way.
+
+`podmonitor.yaml`, a custom resource of the Prometheus Operator, is the
+exception: kubernetes-validate has no schema for it, and no cluster is at hand
+to ask for its CustomResourceDefinition. Its test checks instead, field by
+field, what the Operator reads from it (apiVersion and kind, the pod selector,
+the port by name, the path, the bearer token's Secret and key) against the
+Deployment it must find and the Secret the README creates; and that it holds no
+other field, so that a misspelt one cannot pass unnoticed.
 """
 
 import json
@@ -26,6 +35,8 @@ from tests.test_image import parse
 
 KUBERNETES = [name for name, answers in COMBINATIONS.items() if answers["deploy"] == "kubernetes"]
 MANIFESTS = Path("deploy/kubernetes")
+# Applied apart, when the Prometheus Operator is installed: not in the kustomization.
+POD_MONITOR = "podmonitor.yaml"
 # Checkov moves fast and adds checks: a new release is taken on purpose, README and all.
 CHECKOV = "checkov==3.3.30"
 CHECK_ID = re.compile(r"\bCKV2?_K8S_\d+\b")
@@ -44,13 +55,21 @@ def project(request: pytest.FixtureRequest, rendered: Renders) -> Project:
     return rendered[request.param]
 
 
+def applied_files(project: Project) -> list[Path]:
+    """The manifests that `kubectl apply -k` applies: all but the kustomization and the monitor."""
+    return sorted(
+        path
+        for path in (project.path / MANIFESTS).glob("*.yaml")
+        if path.name not in {"kustomization.yaml", POD_MONITOR}
+    )
+
+
 def manifests(project: Project) -> dict[str, dict[str, Any]]:
-    """Every resource but the kustomization, by kind; NetworkPolicies, one per component, by
-    `kind/component`."""
+    """Every applied resource, by kind; NetworkPolicies, one per component, by `kind/component`."""
     resources = [
-        yaml.safe_load(path.read_text())
-        for path in sorted((project.path / MANIFESTS).glob("*.yaml"))
-        if path.name != "kustomization.yaml"
+        document
+        for path in applied_files(project)
+        for document in yaml.safe_load_all(path.read_text())
     ]
     by_kind = {
         (
@@ -81,11 +100,7 @@ def test_the_option_is_in_the_matrix() -> None:
 
 def test_every_manifest_is_valid_for_the_newest_kubernetes(project: Project) -> None:
     version = latest_version()
-    files = sorted(
-        str(path)
-        for path in (project.path / MANIFESTS).glob("*.yaml")
-        if path.name != "kustomization.yaml"
-    )
+    files = [str(path) for path in applied_files(project)]
 
     result = subprocess.run(
         [
@@ -99,7 +114,7 @@ def test_every_manifest_is_valid_for_the_newest_kubernetes(project: Project) -> 
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("passed for resource") == len(files), result.stdout
+    assert result.stdout.count("passed for resource") == len(manifests(project)), result.stdout
     assert "WARN" not in result.stdout + result.stderr
 
 
@@ -108,9 +123,9 @@ def test_the_kustomization_applies_every_manifest_with_one_image(project: Projec
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
     resources = manifests(project)
 
-    assert sorted(kustomization["resources"]) == sorted(
-        path.name for path in folder.glob("*.yaml") if path.name != "kustomization.yaml"
-    )
+    assert sorted(kustomization["resources"]) == [path.name for path in applied_files(project)]
+    assert POD_MONITOR not in kustomization["resources"]  # its CRD may be absent
+    assert (folder / POD_MONITOR).is_file()
     (image,) = kustomization["images"]
     containers = [
         *resources["Deployment"]["spec"]["template"]["spec"]["containers"],
@@ -326,6 +341,46 @@ def test_failed_logins_are_counted_in_the_redis_the_readme_asks_for(project: Pro
     assert urlsplit(uri).hostname in readme
     # Without its client the service refuses the setting at start-up.
     assert '"limits[async-redis]"' in readme
+
+
+def test_prometheus_finds_the_api_pods_by_annotation_or_through_the_pod_monitor(
+    project: Project,
+) -> None:
+    """The monitor field by field, for want of its CRD's schema (see the module's docstring)."""
+    deployment = manifests(project)["Deployment"]
+    template = deployment["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    (http,) = container["ports"]
+    monitor = yaml.safe_load((project.path / MANIFESTS / POD_MONITOR).read_text())
+    readme = kubernetes_section(project)
+    secret_names = set(re.findall(r"--from-literal=(\w+)=", readme))
+
+    annotations = template["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(http["containerPort"]),
+        "prometheus.io/path": "/metrics",
+    }
+
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(monitor["metadata"]) == {"name", "namespace", "labels"}
+    # The Operator looks for the pods, and the Secret, in the monitor's own namespace.
+    assert monitor["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    spec = monitor["spec"]
+    assert set(spec) == {"selector", "podMetricsEndpoints"}
+    assert spec["selector"] == {"matchLabels": template["metadata"]["labels"]}
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert set(endpoint) == {"port", "path", "interval", "authorization"}
+    assert endpoint["port"] == http["name"]
+    assert endpoint["path"] == annotations["prometheus.io/path"]
+    assert re.fullmatch(r"[0-9]+[smh]", endpoint["interval"])
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": deployment["metadata"]["name"], "key": "METRICS_TOKEN"},
+    }
+    assert "METRICS_TOKEN" in secret_names
+    assert f"kubectl apply -f deploy/kubernetes/{POD_MONITOR}" in readme
 
 
 def settings(project: Project, of_type: str = r"[^\n]+") -> set[str]:
