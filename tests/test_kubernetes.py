@@ -397,10 +397,12 @@ def test_settings_come_from_a_configmap_and_secrets_from_a_secret_never_written_
     slug = yaml.safe_load((project.path / ".copier-answers.yml").read_text())["project_slug"]
     # uvicorn's own: workers and the proxies trusted with forwarded headers.
     uvicorn = {"WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"}
+    # OpenTelemetry's own, read from the environment ("Operating it").
+    opentelemetry = {"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"}
     secret_settings = settings(project, "SecretStr") | {"DATABASE_URL"}
 
     assert "Secret" not in resources
-    assert set(config_map["data"]) <= settings(project) | uvicorn
+    assert set(config_map["data"]) <= settings(project) | uvicorn | opentelemetry
     assert not set(config_map["data"]) & secret_settings
     for pod in pod_specs(project):
         for container in pod["containers"]:
@@ -416,6 +418,17 @@ def test_settings_come_from_a_configmap_and_secrets_from_a_secret_never_written_
         name, _, value = line.partition("=")
         if name in secret_settings and value:
             assert value not in rendered
+
+
+def test_traces_are_sampled_as_env_example_advises_for_production(project: Project) -> None:
+    config = manifests(project)["ConfigMap"]["data"]
+    example = (project.path / ".env.example").read_text()
+    advised = dict(re.findall(r"^#\s+(OTEL_TRACES_SAMPLER\w*)=(\S+)$", example, re.MULTILINE))
+
+    assert config["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert 0 < float(config["OTEL_TRACES_SAMPLER_ARG"]) < 1
+    assert advised == {name: config[name] for name in advised}
+    assert set(advised) == {"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"}
 
 
 def test_checkov_fails_only_the_checks_the_readme_explains(
