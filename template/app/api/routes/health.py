@@ -52,7 +52,7 @@ def revisions() -> tuple[str | None, frozenset[str]]:
 
 
 @router.get("/live")
-async def live() -> Liveness:
+async def check_liveness() -> Liveness:
     """The process is up and serving requests."""
     return Liveness()
 
@@ -62,9 +62,9 @@ NOT_READY: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("", responses=NOT_READY, summary="Ready (alias of /health/ready)")
+@router.get("", responses=NOT_READY, summary="Ready (alias of /health/ready)", name="check_health")
 @router.get("/ready", responses=NOT_READY)
-async def ready(session: SessionDep, response: Response) -> Readiness:
+async def check_readiness(session: SessionDep, response: Response) -> Readiness:
     """The database answers and its schema is at the code's migration head, or newer.
 
     Not while the process shuts down: load balancers stop sending it requests.
