@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ROOT, Databases, project_env, render
+from tests.support.databases import Databases
+from tests.support.project import ROOT, project_env, render
 
 PROJECT_NAME = "Bench"
 # pytest's closing line, e.g. "== 120 passed, 1 warning in 12.06s ==".

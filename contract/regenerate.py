@@ -29,7 +29,7 @@ from typing import Any
 
 from copier import run_copy
 
-from tests.matrix import COMBINATIONS, Answers, answers_for
+from tests.support.matrix import COMBINATIONS, Answers, answers_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template" / "openapi.json.jinja"

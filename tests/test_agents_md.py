@@ -19,8 +19,10 @@ from urllib.request import urlopen
 
 import pytest
 
-from tests.conftest import Databases, Project, Renders, free_port, project_env
-from tests.matrix import COMBINATIONS
+from tests.support.databases import Databases
+from tests.support.matrix import COMBINATIONS
+from tests.support.ports import free_port
+from tests.support.project import Project, Renders, project_env
 
 FENCE = re.compile(r"^```(?P<info>[^\n]*)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"`([^`\n]+)`")

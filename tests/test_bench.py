@@ -17,7 +17,7 @@ from bench.programs import ProgramMissingError
 from bench.project import PYTEST_SUMMARY
 from bench.sink import otlp_sink
 from bench.stats import Results
-from tests.conftest import ROOT
+from tests.support.project import ROOT
 
 
 def test_the_table_shows_min_median_and_max_per_measurement() -> None:

@@ -5,7 +5,7 @@ import tomllib
 
 from packaging.version import Version
 
-from tests.conftest import ROOT
+from tests.support.project import ROOT
 
 CHANGELOG = (ROOT / "CHANGELOG.md").read_text()
 SECTIONS = re.split(r"^## ", CHANGELOG, flags=re.MULTILINE)[1:]

@@ -23,9 +23,10 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from tests.conftest import Project, free_port, outside_pytest_tmp, project_env, snapshot_template
-from tests.matrix import answers_for
-from tests.readme import copy_and_start
+from tests.support.matrix import answers_for
+from tests.support.ports import free_port
+from tests.support.project import Project, outside_pytest_tmp, project_env, snapshot_template
+from tests.support.readme import copy_and_start
 
 # What a fresh machine does not have: the service and its suite find their own database.
 DATABASE_SETTINGS = ("DATABASE_URL", "TEST_DATABASE_URL")

@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import Databases, Project, Renders, git
-from tests.matrix import COMBINATIONS
+from tests.support.databases import Databases
+from tests.support.matrix import COMBINATIONS
+from tests.support.project import Project, Renders, git
 
 # pre-commit's report: `name.....Passed`, one line per hook.
 HOOK_RESULT = re.compile(r"^(.+?)\.{2,}(Passed|Failed|\(no files to check\)Skipped)$", re.MULTILINE)

@@ -11,7 +11,7 @@ import pytest
 
 from hooks import linear_migrations, update_report
 from hooks.linear_migrations import ForkedHistoryError, Move, heads, plan
-from tests.conftest import git
+from tests.support.project import git
 
 MIGRATION = '''"""{message}
 

@@ -37,8 +37,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import Databases, Project, Renders, free_port, outside_pytest_tmp
-from tests.service import new_secret_keys, stop_process_group
+from tests.support.databases import Databases
+from tests.support.ports import free_port
+from tests.support.project import Project, Renders, outside_pytest_tmp
+from tests.support.service import new_secret_keys, stop_process_group
 
 # Docker and SMTP: the console e-mail backend refuses to run in production.
 COMBINATION = "defaults"

@@ -2,8 +2,9 @@
 
 Three uvicorn processes (one of them with WEB_CONCURRENCY=2, so four workers)
 serve the database-strategy render, whose `limits[async-redis]` dependency is
-added as its README says. Redis is a server this module owns (tests/redis_server.py),
-stopped and started at will; the database is a fresh one on the server under test.
+added as its README says. Redis is a server this module owns
+(tests/support/redis_server.py), stopped and started at will; the database is a
+fresh one on the server under test.
 """
 
 import json
@@ -16,15 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (
-    Databases,
-    Project,
-    Renders,
-    free_port,
-    outside_pytest_tmp,
-)
-from tests.redis_server import RedisServer, redis_server
-from tests.service import Service, migrated_database, new_secret_keys, serve
+from tests.support.databases import Databases
+from tests.support.ports import free_port
+from tests.support.project import Project, Renders, outside_pytest_tmp
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.service import Service, migrated_database, new_secret_keys, serve
 from tests.test_resilience import CLIENT_TIMEOUT_SECONDS, PASSWORD, assert_no_unhandled_errors
 
 pytestmark = pytest.mark.database

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from tests.conftest import Project, Renders
-from tests.matrix import COMBINATIONS
+from tests.support.matrix import COMBINATIONS
+from tests.support.project import Project, Renders
 from tests.test_image import parse
 
 KUBERNETES = [name for name, answers in COMBINATIONS.items() if answers["deploy"] == "kubernetes"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from locks.relock import variant_name, variants
-from tests.conftest import ROOT, Project, render
+from tests.support.project import ROOT, Project, render
 
 
 def test_every_variant_has_a_lock_and_nothing_else_is_there() -> None:

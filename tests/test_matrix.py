@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-from tests.matrix import COMBINATIONS, PAIRWISE
+from tests.support.matrix import COMBINATIONS, PAIRWISE
+from tests.support.project import ROOT
 
 QUESTIONS: dict[str, Any] = yaml.safe_load((ROOT / "copier.yml").read_text())
 

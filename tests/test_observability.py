@@ -20,8 +20,9 @@ import psycopg
 import pytest
 
 from bench.sink import OtlpSink, otlp_sink
-from tests.conftest import Databases, Project
-from tests.service import new_secret_keys, serve
+from tests.support.databases import Databases
+from tests.support.project import Project
+from tests.support.service import new_secret_keys, serve
 
 POOL_SIZE = 7
 METRICS_TOKEN = secrets.token_urlsafe(32)

@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Databases, Project
-from tests.pgbouncer import PgBouncer, pgbouncer
-from tests.service import migrated_database, new_secret_keys, serve
+from tests.support.databases import Databases
+from tests.support.pgbouncer import PgBouncer, pgbouncer
+from tests.support.project import Project
+from tests.support.service import migrated_database, new_secret_keys, serve
 from tests.test_resilience import (
     CLIENT_TIMEOUT_SECONDS,
     LOAD_CLIENTS,

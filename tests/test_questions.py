@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import render
+from tests.support.project import render
 
 BAD_ANSWERS = [
     ({"project_name": "   "}, "project_name is required"),

@@ -5,8 +5,8 @@ locked copier in place of `uvx copier`), which then serves the project with the
 script it names; here: that the pieces fit, and that CI runs the second.
 """
 
-from tests.conftest import ROOT
-from tests.readme import copy_and_start, readme_commands
+from tests.support.project import ROOT
+from tests.support.readme import copy_and_start, readme_commands
 
 
 def test_the_first_command_renders_a_project_then_starts_that_project() -> None:

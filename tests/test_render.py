@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, Project, Renders, git
-from tests.matrix import COMBINATIONS
+from tests.support.matrix import COMBINATIONS
+from tests.support.project import ROOT, Project, Renders, git
 
 # Jinja left behind. GitHub Actions' `${{ ... }}` is not Jinja and is allowed.
 UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#")

@@ -1,6 +1,6 @@
 """The default render under database faults, load and overload, served by a real uvicorn.
 
-The database is a PostgreSQL server these tests own (`tests/owned_postgres.py`),
+The database is a PostgreSQL server these tests own (`tests/support/owned_postgres.py`),
 stopped and started at will; the shared server of TEST_DATABASE_URL is never
 touched. Every HTTP client has a timeout: a request that hangs fails the test.
 """
@@ -18,9 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Project, free_port, outside_pytest_tmp
-from tests.owned_postgres import OwnedPostgres, owned_postgres
-from tests.service import Service, new_secret_keys, serve
+from tests.support.owned_postgres import OwnedPostgres, owned_postgres
+from tests.support.ports import free_port
+from tests.support.project import Project, outside_pytest_tmp
+from tests.support.service import Service, new_secret_keys, serve
 
 DATABASE = "resilience"
 PASSWORD = "correct-Horse-battery-9"  # noqa: S105 (the test users' password)

@@ -32,8 +32,10 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import Project, Renders, free_port, fresh_databases, project_env
-from tests.service import serve as serve_uvicorn
+from tests.support.databases import fresh_databases
+from tests.support.ports import free_port
+from tests.support.project import Project, Renders, project_env
+from tests.support.service import serve as serve_uvicorn
 
 COMBINATIONS = (
     "defaults",

@@ -21,9 +21,11 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import Databases, Project, admin_conninfo, free_port
-from tests.service import Service, migrated_database, new_secret_keys, serve
-from tests.smtp_sink import Sink, smtp_sink
+from tests.support.databases import Databases, admin_conninfo
+from tests.support.ports import free_port
+from tests.support.project import Project
+from tests.support.service import Service, migrated_database, new_secret_keys, serve
+from tests.support.smtp_sink import Sink, smtp_sink
 from tests.test_resilience import (
     CLIENT_TIMEOUT_SECONDS,
     assert_no_unhandled_errors,

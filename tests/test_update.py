@@ -1,8 +1,9 @@
 """`copier update` brings a release into a project without losing any change of its own.
 
 A git repository of the template holds the releases: 0.1.0 is the working
-tree, 0.2.0 the working tree plus the next release of `tests/update_scenario.py`
-(and, for the test about dependencies only, 0.1.1: 0.1.0 plus a dependency).
+tree, 0.2.0 the working tree plus the next release of
+`tests/support/update_scenario.py` (and, for the test about dependencies only,
+0.1.1: 0.1.0 plus a dependency).
 A project rendered from 0.1.0, committed, and changed the way teams change
 their services (with a database migrated to its own head) is updated with the
 `copier` commands the README gives, then checked file by file and by its gates.
@@ -25,17 +26,16 @@ from copier import run_copy
 
 from hooks.linear_migrations import VERSIONS, parse_revision
 from locks.relock import relock
-from tests.conftest import (
+from tests.support.databases import Databases, fresh_databases
+from tests.support.project import (
     ROOT,
-    Databases,
     Project,
-    fresh_databases,
     git,
     project_env,
     snapshot_template,
     working_tree_files,
 )
-from tests.update_scenario import (
+from tests.support.update_scenario import (
     ANSWERS,
     AUDIT_MIGRATION_NAME,
     AUDIT_REVISION,

@@ -16,7 +16,7 @@ a change to the template breaks this scenario loudly instead of emptying it.
 import re
 from pathlib import Path
 
-from tests.conftest import git
+from tests.support.project import git
 
 OLD_VERSION = "0.1.0"
 NEW_VERSION = "0.2.0"

@@ -4,7 +4,7 @@ import re
 import shlex
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.support.project import ROOT
 
 
 def readme_commands(readme: Path = ROOT / "README.md") -> tuple[str, str]:

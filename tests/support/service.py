@@ -17,7 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Databases, Project, free_port, fresh_databases, project_env
+from tests.support.databases import Databases, fresh_databases
+from tests.support.ports import free_port
+from tests.support.project import Project, project_env
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0

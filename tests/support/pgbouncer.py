@@ -20,7 +20,9 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.conftest import admin_conninfo, free_port, outside_pytest_tmp
+from tests.support.databases import admin_conninfo
+from tests.support.ports import free_port
+from tests.support.project import outside_pytest_tmp
 
 START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 15.0
