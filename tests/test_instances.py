@@ -17,12 +17,18 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.clients import CLIENT_TIMEOUT_SECONDS, PASSWORD
 from tests.support.databases import Databases
 from tests.support.ports import free_port
 from tests.support.project import Project, Renders, outside_pytest_tmp
 from tests.support.redis_server import RedisServer, redis_server
-from tests.support.service import Service, migrated_database, new_secret_keys, serve
-from tests.test_resilience import CLIENT_TIMEOUT_SECONDS, PASSWORD, assert_no_unhandled_errors
+from tests.support.service import (
+    Service,
+    assert_no_unhandled_errors,
+    migrated_database,
+    new_secret_keys,
+    serve,
+)
 
 pytestmark = pytest.mark.database
 

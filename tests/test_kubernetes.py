@@ -19,9 +19,9 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
+from tests.support.dockerfile import parse
 from tests.support.matrix import COMBINATIONS
 from tests.support.project import Project, Renders
-from tests.test_image import parse
 
 KUBERNETES = [name for name, answers in COMBINATIONS.items() if answers["deploy"] == "kubernetes"]
 MANIFESTS = Path("deploy/kubernetes")

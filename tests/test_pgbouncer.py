@@ -13,18 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.clients import CLIENT_TIMEOUT_SECONDS, client, register_and_log_in
 from tests.support.databases import Databases
+from tests.support.load import LOAD_CLIENTS, LOGIN_CLIENTS, run_load
 from tests.support.pgbouncer import PgBouncer, pgbouncer
 from tests.support.project import Project
-from tests.support.service import migrated_database, new_secret_keys, serve
-from tests.test_resilience import (
-    CLIENT_TIMEOUT_SECONDS,
-    LOAD_CLIENTS,
-    LOGIN_CLIENTS,
+from tests.support.service import (
     assert_no_unhandled_errors,
-    client,
-    register_and_log_in,
-    run_load,
+    migrated_database,
+    new_secret_keys,
+    serve,
 )
 
 pytestmark = pytest.mark.database

@@ -21,17 +21,18 @@ import httpx
 import psycopg
 import pytest
 
+from tests.support.clients import CLIENT_TIMEOUT_SECONDS, client, register_and_log_in
 from tests.support.databases import Databases, admin_conninfo
 from tests.support.ports import free_port
 from tests.support.project import Project
-from tests.support.service import Service, migrated_database, new_secret_keys, serve
-from tests.support.smtp_sink import Sink, smtp_sink
-from tests.test_resilience import (
-    CLIENT_TIMEOUT_SECONDS,
+from tests.support.service import (
+    Service,
     assert_no_unhandled_errors,
-    client,
-    register_and_log_in,
+    migrated_database,
+    new_secret_keys,
+    serve,
 )
+from tests.support.smtp_sink import Sink, smtp_sink
 
 pytestmark = pytest.mark.database
 

@@ -37,6 +37,11 @@ class Service:
         return self.log.read_text(errors="replace")
 
 
+def assert_no_unhandled_errors(service: Service) -> None:
+    """uvicorn logs every exception that escaped the app (a 500) under this line."""
+    assert "Exception in ASGI application" not in service.output()
+
+
 def new_secret_keys() -> dict[str, str]:
     """The three secret keys production refuses to start without, made up afresh."""
     return {
