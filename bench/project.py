@@ -99,9 +99,9 @@ def run_suite(project: Path, databases: Databases) -> SuiteRun:
     return SuiteRun(wall_seconds=wall, tests=int(passed), pytest_seconds=float(seconds))
 
 
-# The template's own tests that render every answer set of tests/matrix.py and
+# The template's own tests that render every answer set of tests/support/matrix.py and
 # run its gates: what CI spends most of its time on.
-MATRIX_TESTS = ("tests/test_gates.py", "tests/test_render.py")
+MATRIX_TESTS = ("tests/matrix/test_gates.py", "tests/rendering/test_render.py")
 
 
 def run_matrix() -> float:

@@ -2,7 +2,7 @@
 
 Every value of every question appears at least once, and every pair of values
 across the authentication and resource questions appears together at least
-once (`tests/test_matrix.py` proves both), in 8 renders instead of the 64 of
+once (`tests/matrix/test_matrix.py` proves both), in 8 renders instead of the 64 of
 the full product. The first set is the defaults.
 
 Construction: the four yes/no-like questions take the bit patterns 0000,

@@ -1,6 +1,6 @@
 """README.md's two commands are the ones the tests and CI run.
 
-The first one is run word for word by `tests/test_fresh_machine.py` (with the
+The first one is run word for word by `tests/serving/test_fresh_machine.py` (with the
 locked copier in place of `uvx copier`), which then serves the project with the
 script it names; here: that the pieces fit, and that CI runs the second.
 """

@@ -5,7 +5,7 @@ newest Kubernetes it ships, strictly (no unknown field); Checkov, run apart with
 `uvx` (it pins its own old dependencies), may fail only the checks that the
 rendered README explains, and the README explains only checks that fail. That
 the service runs on a read-only root file system as uid 10001 is proven by
-tests/test_image.py, which runs the image that way.
+tests/serving/test_image.py, which runs the image that way.
 """
 
 import json
