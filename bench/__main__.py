@@ -28,7 +28,8 @@ from bench.programs import ProgramMissingError
 from bench.project import CommandFailedError
 from bench.serving import Options, Serving
 from bench.stats import Results
-from tests.conftest import fresh_databases, outside_pytest_tmp, snapshot_template
+from tests.support.databases import fresh_databases
+from tests.support.project import outside_pytest_tmp, snapshot_template
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

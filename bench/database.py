@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from tests.conftest import admin_conninfo
+from tests.support.databases import admin_conninfo
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

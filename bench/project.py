@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ROOT, Databases, project_env, render
+from tests.support.databases import Databases
+from tests.support.project import ROOT, project_env, render
 
 PROJECT_NAME = "Bench"
 # pytest's closing line, e.g. "== 120 passed, 1 warning in 12.06s ==".
@@ -98,9 +99,9 @@ def run_suite(project: Path, databases: Databases) -> SuiteRun:
     return SuiteRun(wall_seconds=wall, tests=int(passed), pytest_seconds=float(seconds))
 
 
-# The template's own tests that render every answer set of tests/matrix.py and
+# The template's own tests that render every answer set of tests/support/matrix.py and
 # run its gates: what CI spends most of its time on.
-MATRIX_TESTS = ("tests/test_gates.py", "tests/test_render.py")
+MATRIX_TESTS = ("tests/matrix/test_gates.py", "tests/rendering/test_render.py")
 
 
 def run_matrix() -> float:

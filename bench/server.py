@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.conftest import free_port, project_env
+from tests.support.ports import free_port
+from tests.support.project import project_env
 
 READY_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 15

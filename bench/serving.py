@@ -18,7 +18,8 @@ from bench.project import run
 from bench.server import READY_TIMEOUT_SECONDS, PeakMemory, serve
 from bench.sink import otlp_sink
 from bench.stats import Results
-from tests.conftest import Databases, project_env
+from tests.support.databases import Databases
+from tests.support.project import project_env
 
 # Logins rotate over several users: the failed-login limit counts a login in
 # progress against its e-mail address (10 at a time by default), and 32

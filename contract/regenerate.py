@@ -2,7 +2,7 @@
 
 The schema a rendered service serves depends on its answers (id type, auth
 strategy and transport, OAuth providers, the example resource, the project's
-name). This script renders each answer set of `tests/matrix.py` (a pairwise
+name). This script renders each answer set of `tests/support/matrix.py` (a pairwise
 covering array of exactly those questions), asks each render for its schema
 (`python -m commands.openapi`), and merges the eight schemas into one Jinja
 template: what all renders share is written once; a member that only some
@@ -11,7 +11,7 @@ providers' routes are a loop over the chosen providers.
 
 Run it after changing anything the served schema shows (routes, schemas,
 responses, fastapi-users), then check that every render's own contract test
-passes (`tests/test_gates.py` runs the rendered suites):
+passes (`tests/matrix/test_gates.py` runs the rendered suites):
 
     uv run python -m contract.regenerate
 """
@@ -29,7 +29,7 @@ from typing import Any
 
 from copier import run_copy
 
-from tests.matrix import COMBINATIONS, Answers, answers_for
+from tests.support.matrix import COMBINATIONS, Answers, answers_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template" / "openapi.json.jinja"

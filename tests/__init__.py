@@ -1,0 +1,1 @@
+"""The template repository's own tests; `ls tests/` is their table of contents."""

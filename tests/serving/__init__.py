@@ -1,0 +1,1 @@
+"""Serving and operating: real uvicorn under faults, load and shutdown; PgBouncer; the image."""

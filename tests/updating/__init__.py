@@ -1,0 +1,1 @@
+"""Updating: `copier update` from one release to the next, and the hooks it runs."""
