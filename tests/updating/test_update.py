@@ -11,10 +11,8 @@ their services (with a database migrated to its own head) is updated with the
 
 import json
 import os
-import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +26,18 @@ from hooks.linear_migrations import VERSIONS, parse_revision
 from locks.relock import relock
 from tests.support.databases import Databases, fresh_databases
 from tests.support.project import (
-    ROOT,
     Project,
     git,
     project_env,
     snapshot_template,
-    working_tree_files,
 )
 from tests.support.update_scenario import (
     ANSWERS,
     AUDIT_MIGRATION_NAME,
+    AUDIT_PATH,
     AUDIT_REVISION,
+    AUDIT_ROUTER,
+    AUDIT_ROUTER_NAME,
     DEPENDENCY_VERSION,
     INVOICE_REVISION,
     LOCK_VARIANT,
@@ -56,6 +55,9 @@ from tests.support.update_scenario import (
     USER_LOGIN_LIFETIME,
     USER_MODEL,
     USER_PAGE_SIZE,
+    USER_PATH,
+    USER_ROUTER,
+    USER_ROUTER_NAME,
     add_dependency,
     add_invoices,
     change_project,
@@ -63,18 +65,25 @@ from tests.support.update_scenario import (
     remove_deploy_question,
     tag,
 )
+from tests.support.updates import (
+    COPIER,
+    MARKER,
+    copier,
+    files_with_markers,
+    past_release_then_working_tree,
+    status,
+)
 
-COPIER = str(Path(sys.executable).parent / "copier")
 UPDATE_WORKFLOW = ".github/workflows/template-update.yml"
 HEALTH = "app/api/routes/health.py"
-MARKER = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
+BASE = "app/db/base.py"
 # What the update to the next release changes in the changed project, and
 # nothing else: `git status --porcelain` lines.
 RELEASE_CHANGES = {
     " M .copier-answers.yml",
     " M .env.example",
     " M app/core/config.py",
-    " M app/db/base.py",
+    f"?? {AUDIT_ROUTER_NAME}",
     f"?? {VERSIONS}/{AUDIT_MIGRATION_NAME}",
     "?? app/db/models/audit_event.py",
 }
@@ -142,30 +151,6 @@ def clone(changed: ChangedProject, destination: Path) -> Project:
     return Project(destination, ANSWERS)
 
 
-def copier(project: Project, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [COPIER, *arguments],
-        cwd=project.path,
-        env=project_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
-def status(project: Project) -> set[str]:
-    return set(git(project.path, "status", "--porcelain", "--untracked-files=all").splitlines())
-
-
-def files_with_markers(project: Project) -> list[str]:
-    return [
-        str(path.relative_to(project.path))
-        for path in project.files()
-        if MARKER.search(path.read_text(errors="replace"))
-    ]
-
-
 def test_update_keeps_every_change_brings_the_release_and_passes_the_gates(
     changed_project: ChangedProject, scratch: Path, databases: Databases
 ) -> None:
@@ -186,16 +171,13 @@ def test_update_keeps_every_change_brings_the_release_and_passes_the_gates(
     assert USER_PAGE_SIZE in (path / "app/api/routes/posts.py").read_text()
     assert USER_LOGIN_LIFETIME in (path / "app/core/config.py").read_text()
     assert (path / "app/db/models/tag.py").read_text() == USER_MODEL
-    assert "from app.db.models.tag import Tag\n" in (path / "app/db/base.py").read_text()
+    assert (path / USER_ROUTER_NAME).read_text() == USER_ROUTER
     assert f'"{USER_DEPENDENCY}>=' in (path / "pyproject.toml").read_text()
     assert (path / "uv.lock").read_text() == committed_lock
     assert not (path / ".pre-commit-config.yaml").exists()
-    # 2. The release arrived: its table, revised on the project's own migration.
+    # 2. The release arrived: its table, revised on the project's own migration, its router.
     assert (path / "app/db/models/audit_event.py").exists()
-    assert (
-        "from app.db.models.audit_event import AuditEvent\n"
-        in (path / "app/db/base.py").read_text()
-    )
+    assert (path / AUDIT_ROUTER_NAME).read_text() == AUDIT_ROUTER
     assert RETENTION_SETTING in (path / "app/core/config.py").read_text()
     migration = (path / VERSIONS / AUDIT_MIGRATION_NAME).read_text()
     assert parse_revision(migration) == (AUDIT_REVISION, (changed_project.revision,))
@@ -218,11 +200,17 @@ def test_update_keeps_every_change_brings_the_release_and_passes_the_gates(
         in conflict
     )
     assert f"  {HEALTH}  (conflict markers inline)" in output
+    # The contract waits for the conflict: the app cannot run with markers in it.
+    assert "openapi.json: not written again (" in output
 
     # Resolved as the README says: keep the project's side.
     git(path, "checkout", "--ours", "--", HEALTH)
     git(path, "add", HEALTH)
     assert USER_HEALTH_TAGS in (path / HEALTH).read_text()
+    # Then the contract, as the update said: both sides' endpoints, never a marker.
+    project.run("uv", "run", "--locked", "python", "-m", "commands.openapi")
+    contract = json.loads((path / "openapi.json").read_text())
+    assert {USER_PATH, AUDIT_PATH} <= set(contract["paths"])
 
     # 4. The gates of the updated project, on the database that was at the project's head.
     project.run("uv", "sync", "--locked")
@@ -253,8 +241,16 @@ def test_with_conflict_rej_the_overlap_is_left_in_a_rej_file(
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert status(project) == RELEASE_CHANGES | {f" M {HEALTH}", f"?? {HEALTH}.rej"}
+    # No marker anywhere: the update hook wrote the contract again from the updated app.
+    assert status(project) == RELEASE_CHANGES | {
+        f" M {HEALTH}",
+        f"?? {HEALTH}.rej",
+        " M openapi.json",
+    }
     assert files_with_markers(project) == []
+    contract = json.loads((project.path / "openapi.json").read_text())
+    assert {USER_PATH, AUDIT_PATH} <= set(contract["paths"])
+    assert "openapi.json: written again from the updated app" in output
     # The file takes the template's line; the project's own waits in the .rej file.
     assert TEMPLATE_HEALTH_TAGS in (project.path / HEALTH).read_text()
     rejected = (project.path / f"{HEALTH}.rej").read_text()
@@ -317,6 +313,9 @@ def test_when_both_sides_changed_dependencies_the_readme_recipe_relocks(
     # Both changed the project's own entry of the lock: it conflicts, and the update says so.
     assert "UU uv.lock" in status(project)
     assert "  uv.lock  (conflict markers inline)" in output
+    # The project cannot run until then: its contract waits, and the update says for what.
+    assert "openapi.json: not written again (" in output
+    assert "run `uv run python -m commands.openapi`" in output
     # The README's recipe: the project's own lock, resolved again for the merged pyproject.toml.
     git(project.path, "checkout", "HEAD", "--", "uv.lock")
     project.run("uv", "lock")
@@ -489,25 +488,12 @@ def test_an_update_from_the_release_before_the_deploy_question_records_its_defau
 @pytest.fixture(scope="module")
 def sessions_releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """0.6.1 as released (this repository's history), then the working tree as 0.7.0."""
-    repository = tmp_path_factory.mktemp("sessions-releases")
-    archive = subprocess.run(
-        ["git", "archive", SESSIONLESS_RELEASE],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(repository)], input=archive, check=True)
-    git(repository, "init", "-q", "-b", "main")
-    tag(repository, SESSIONLESS_VERSION)
-    for path in repository.iterdir():
-        if path.name != ".git":
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for name in working_tree_files():
-        target = repository / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target)
-    tag(repository, SESSIONS_VERSION)
-    return repository
+    return past_release_then_working_tree(
+        tmp_path_factory.mktemp("sessions-releases"),
+        SESSIONLESS_RELEASE,
+        SESSIONLESS_VERSION,
+        SESSIONS_VERSION,
+    )
 
 
 def test_update_to_sessions_migrates_a_database_with_its_own_migration_keeping_its_data(
@@ -555,7 +541,11 @@ def test_update_to_sessions_migrates_a_database_with_its_own_migration_keeping_i
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert files_with_markers(project) == []
+    # The project had imported its model in app/db/base.py, which now imports every
+    # module of app/db/models/ itself: the one conflict, settled as CHANGELOG says.
+    assert files_with_markers(project) == [BASE]
+    git(path, "checkout", "--theirs", "--", BASE)
+    git(path, "add", BASE)
     [migration] = (path / VERSIONS).glob("*_sessions.py")
     assert parse_revision(migration.read_text()) == ("0002", (INVOICE_REVISION,))
     assert f"now follows your migration {INVOICE_REVISION}" in output
