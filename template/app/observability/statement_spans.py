@@ -5,9 +5,9 @@ Not OpenTelemetry's SQLAlchemy instrumentation: its cursor listeners sit on the
 engine, which makes SQLAlchemy join the engine's events into every connection
 and check them at each step of each statement, sampled or not; it reads the
 engine's URL again for every statement and counts pool checkouts for an
-OpenTelemetry meter this service does not export (Prometheus has the pool).
-That tripled what a traced statement costs. And on failure it wrote the
-driver's message into the span, where PostgreSQL quotes the values it refused.
+OpenTelemetry meter this service does not export (Prometheus has the pool): a
+traced statement cost several times what it does here. And on failure it wrote
+the driver's message into the span, where PostgreSQL quotes the values it refused.
 
 A span holds the statement with its placeholders, never its parameters; a
 failure names its exception type and SQLSTATE, never its message.

@@ -8,10 +8,9 @@ from pydantic import WithJsonSchema
 # instead of letting the database driver fail on them (500).
 NUL_FREE_PATTERN = r"^[^\x00]*$"
 
-# An address read back from the users table, validated when it was stored:
-# validating it again on the way out cost more than the query of a post list,
-# and as much as checking the token of `GET /api/users/me`. Documented as an
-# e-mail address all the same.
+# An address read back from the users table, validated when it was stored: not
+# validated again on the way out, where email-validator's check would cost more than
+# the query it answers. Documented as an e-mail address all the same.
 StoredEmail = Annotated[str, WithJsonSchema({"type": "string", "format": "email"})]
 
 
