@@ -109,6 +109,19 @@ def test_code_of_unchosen_options_is_absent(project: Project) -> None:
     assert {option: files for option, files in mentions.items() if files} == {}
 
 
+MODULE_MAX_LINES = 300
+
+
+def test_every_application_module_reads_in_one_sitting(project: Project) -> None:
+    """No module of the app grows past MODULE_MAX_LINES: past that, split it by concern."""
+    long = {
+        str(path.relative_to(project.path)): length
+        for path in (project.path / "app").rglob("*.py")
+        if (length := len(path.read_text().splitlines())) > MODULE_MAX_LINES
+    }
+    assert long == {}
+
+
 def test_yaml_files_parse(project: Project) -> None:
     for path in project.files():
         if path.suffix in {".yml", ".yaml"}:
