@@ -13,6 +13,7 @@ Ctrl-C (SIGINT) still stops at once, as developers expect.
 """
 
 import asyncio
+import contextvars
 import logging
 import signal
 from types import FrameType
@@ -48,7 +49,10 @@ def drain_on_sigterm(delay_seconds: float, grace_seconds: float) -> None:
         if Drain.started:
             return
         Drain.started = True
-        logger.info(
+        # In an empty context: the signal interrupts whatever runs, maybe a request,
+        # whose id and trace this line must not carry.
+        contextvars.Context().run(
+            logger.info,
             "SIGTERM: not ready any more; closing the port in %.0f s, then draining",
             delay_seconds,
         )
