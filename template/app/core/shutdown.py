@@ -3,11 +3,15 @@
 On SIGTERM (what Kubernetes, Docker and systemd send), the service first keeps
 serving for SHUTDOWN_DELAY_SECONDS while `/api/health/ready` answers 503: a
 load balancer or orchestrator that polls it stops sending new requests, and
-none of them finds the port closed. Then uvicorn stops accepting connections
-and lets the requests in flight finish, for at most what SHUTDOWN_GRACE_SECONDS
-leaves after the delay and a reserve for the lifespan's shutdown (flushing
-e-mails, closing the pool). The process then exits 0: told to stop this way,
-uvicorn does not re-raise the signal (which would end the process with 143).
+none of them finds the port closed. Meanwhile every response carries
+`Connection: close` (`CloseConnectionsWhenDraining`): a client holding a
+kept-alive connection opens a new one for its next request, instead of sending
+it on a connection the server is about to close, where it would get a reset.
+Then uvicorn stops accepting connections and lets the requests in flight
+finish, for at most what SHUTDOWN_GRACE_SECONDS leaves after the delay and a
+reserve for the lifespan's shutdown (flushing e-mails, closing the pool). The
+process then exits 0: told to stop this way, uvicorn does not re-raise the
+signal (which would end the process with 143).
 
 Ctrl-C (SIGINT) still stops at once, as developers expect.
 """
@@ -18,6 +22,8 @@ import logging
 import signal
 from types import FrameType
 
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn import Server
 
 logger = logging.getLogger(__name__)
@@ -31,6 +37,30 @@ class Drain:
     """Whether this process has been told to stop: the ready check reads it."""
 
     started = False
+
+
+class CloseConnectionsWhenDraining:
+    """From SIGTERM on, ask every client to close its connection after the response.
+
+    Decided as each response starts, so that a request already in flight at
+    SIGTERM gets it too. uvicorn honours the header: it closes the connection
+    once the response is sent.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if Drain.started and message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["Connection"] = "close"
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
 
 
 def drain_on_sigterm(delay_seconds: float, grace_seconds: float) -> None:
