@@ -110,6 +110,13 @@ def test_pooled_clients_are_told_to_close_and_meet_no_error(
             for future in running:
                 future.result()
 
+    # Each worker's SIGTERM line, logged while requests were in flight, names none of them.
+    stopping = [
+        entry
+        for entry in map(json.loads, log.read_text().splitlines())
+        if entry["message"].startswith("SIGTERM: not ready")
+    ]
+    assert [entry["request_id"] for entry in stopping] == ["-"] * workers
     for client in clients:
         assert client.errors == []
         assert client.told_to_close
