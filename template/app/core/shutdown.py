@@ -42,8 +42,9 @@ class Drain:
 class CloseConnectionsWhenDraining:
     """From SIGTERM on, ask every client to close its connection after the response.
 
-    Decided as each response starts, so that a request already in flight at
-    SIGTERM gets it too. uvicorn honours the header: it closes the connection
+    Decided as each request starts, so that serving costs nothing more until
+    SIGTERM: a request in flight then keeps its connection, and the client's next
+    request on it is told. uvicorn honours the header: it closes the connection
     once the response is sent.
     """
 
@@ -51,12 +52,12 @@ class CloseConnectionsWhenDraining:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not Drain.started:
             await self.app(scope, receive, send)
             return
 
         async def send_closing(message: Message) -> None:
-            if Drain.started and message["type"] == "http.response.start":
+            if message["type"] == "http.response.start":
                 MutableHeaders(scope=message)["Connection"] = "close"
             await send(message)
 
