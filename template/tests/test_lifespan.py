@@ -5,8 +5,9 @@ import signal
 from collections.abc import Iterator
 
 import pytest
+from httpx import AsyncClient
 
-from app.core.shutdown import drain_on_sigterm
+from app.core.shutdown import Drain, drain_on_sigterm
 from app.main import app
 
 
@@ -33,3 +34,15 @@ async def test_sigterm_is_left_alone_outside_uvicorn() -> None:
     drain_on_sigterm(delay_seconds=5, grace_seconds=30)
 
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+async def test_responses_ask_to_close_the_connection_once_draining(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that kept-alive clients reconnect before the port closes (app/core/shutdown.py)."""
+    assert "connection" not in (await client.get("/api/health/live")).headers
+
+    monkeypatch.setattr(Drain, "started", True)
+
+    assert (await client.get("/api/health/live")).headers["connection"] == "close"
+    assert (await client.get("/no-such-page")).headers["connection"] == "close"

@@ -183,7 +183,9 @@ def wait_until_live(base_url: str, server: subprocess.Popen[str]) -> None:
 
 
 def test_served_app_writes_json_lines_and_one_access_line_per_request() -> None:
-    """uvicorn, as the image serves: its lines in our format, its access log ours."""
+    """Served as the image serves, with two workers: every line of every process in our
+    format, the supervisor's included; the access log ours.
+    """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
@@ -194,9 +196,12 @@ def test_served_app_writes_json_lines_and_one_access_line_per_request() -> None:
         "DATABASE_URL": str(settings.TEST_DATABASE_URL),
         # Nothing polls its readiness: it may stop at once on SIGTERM.
         "SHUTDOWN_DELAY_SECONDS": "0",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
     }
-    with subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
+    with subprocess.Popen(
+        [sys.executable, "-m", "commands.serve"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -218,6 +223,8 @@ def test_served_app_writes_json_lines_and_one_access_line_per_request() -> None:
     assert (access["method"], access["path"], access["status"]) == ("GET", LIVE_URL, 200)
     assert '"logger": "uvicorn.error", "request_id": "-", "message": "Shutting down"' in stderr
     assert "token=abc" not in output
+    messages = [json.loads(line)["message"] for line in output.splitlines() if line.strip()]
+    assert any(message.startswith("Stopping parent process") for message in messages)
 
 
 def test_alembics_set_up_stays_out_of_the_log() -> None:

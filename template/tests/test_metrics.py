@@ -1,15 +1,18 @@
 """GET /metrics: what Prometheus scrapes, read back with prometheus-client's own parser."""
 
+import os
 import uuid
+from pathlib import Path
 
 from fastapi import FastAPI
 from httpx import AsyncClient
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.config import settings
 from app.db.models.user import User
 from app.db.session import Database
-from app.observability.metrics import UNMATCHED, serve_metrics, watch_pool
+from app.observability.metrics import UNMATCHED, WorkerProcesses, serve_metrics, watch_pool
 from tests.clients import LOGIN_URL
 from tests.conftest import make_client
 
@@ -106,6 +109,22 @@ async def test_process_metrics_are_reported(client: AsyncClient) -> None:
     series = await scrape(client)
     assert value(series, "process_resident_memory_bytes") > 0
     assert value(series, "process_cpu_seconds_total") > 0
+
+
+def test_each_live_worker_has_its_process_metrics_by_pid(tmp_path: Path) -> None:
+    """In multiprocess mode: one series per worker whose live gauges' file is in the folder;
+    a worker gone without cleaning up (no /proc entry) has none.
+    """
+    gone = 2**22 + 1  # above Linux's largest pid: no such process
+    for pid in (os.getpid(), os.getppid(), gone):
+        (tmp_path / f"gauge_livesum_{pid}.db").touch()
+    registry = CollectorRegistry()
+    registry.register(WorkerProcesses(str(tmp_path)))
+    families = {family.name: family for family in registry.collect()}
+
+    for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds"):
+        pids = {sample.labels["pid"] for sample in families[name].samples}
+        assert pids == {str(os.getpid()), str(os.getppid())}, name
 
 
 def test_metrics_are_not_in_the_openapi_schema(app_under_test: FastAPI) -> None:

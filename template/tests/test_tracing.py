@@ -1,5 +1,6 @@
 """Traces, caught by OpenTelemetry's in-memory exporter instead of sent with OTLP."""
 
+import contextvars
 import logging
 import os
 import subprocess
@@ -161,3 +162,35 @@ def test_an_unconfigured_service_loads_no_tracing_sdk_and_no_sentry(tmp_path: Pa
     assert "'app.observability.metrics'" in loaded
     for module in ("opentelemetry.sdk", "app.observability.tracing", "sentry_sdk"):
         assert f"'{module}'" not in loaded
+
+
+@pytest.fixture
+def traced_logging() -> Iterator[None]:
+    """Log lines with the trace id; set up before the test, whose log capture it keeps."""
+    configure_logging(settings.LOG_LEVEL, settings.log_format, current_trace_id)
+    yield
+    configure_logging(settings.LOG_LEVEL, settings.log_format)
+
+
+@pytest.mark.usefixtures("traced_logging")
+def test_the_request_trace_id_outlives_the_request_span(caplog: pytest.LogCaptureFixture) -> None:
+    """As uvicorn logs an exception that escaped the app: once the request's span has ended,
+    in the request's task (here a context of its own); other tasks do not see it.
+    """
+    provider = tracer_provider(settings, SimpleSpanProcessor(InMemorySpanExporter()))
+    server = logging.getLogger("uvicorn.error")
+
+    def serve_a_failing_request() -> str:
+        tracer = provider.get_tracer(__name__)
+        with tracer.start_as_current_span("GET /api/fails", kind=SpanKind.SERVER) as span:
+            trace_id = format(span.get_span_context().trace_id, "032x")
+        server.error("Exception in ASGI application")
+        return trace_id
+
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        trace_id = contextvars.copy_context().run(serve_a_failing_request)
+        server.error("in another task")
+
+    in_request, elsewhere = [record for record in caplog.records if record.name == "uvicorn.error"]
+    assert in_request.trace_id == trace_id  # type: ignore[attr-defined]
+    assert elsewhere.trace_id == "-"  # type: ignore[attr-defined]

@@ -343,7 +343,9 @@ def test_dockerfile_builds_from_the_lock_and_runs_unprivileged(project: Project)
     runtime = dockerfile[dockerfile.rindex("\nFROM ") :]
     assert re.search(r"^USER (?!root|0\b)\S+$", runtime, re.MULTILINE)
     assert re.search(r"^HEALTHCHECK .*/api/health/live", runtime, re.MULTILINE | re.DOTALL)
-    assert '"--proxy-headers"' in runtime
+    # The production entry point, which turns uvicorn's proxy headers on.
+    assert 'CMD ["python", "-m", "commands.serve"]' in runtime
+    assert "proxy_headers=True" in (project.path / "commands" / "serve.py").read_text()
 
 
 def test_docker_context_leaves_out_secrets_and_local_state(project: Project) -> None:

@@ -18,6 +18,7 @@ sit where the unprivileged user cannot reach it).
 """
 
 import contextlib
+import json
 import os
 import selectors
 import shutil
@@ -54,8 +55,11 @@ def test_the_dockerfile_says_what_the_test_relies_on(rendered: Renders) -> None:
     assert image.sync == ["uv", "sync", "--locked", "--no-dev", "--no-install-project"]
     assert image.uid == image.gid == image.created_uid == 10001
     assert image.env["ENVIRONMENT"] == "production"
-    # The port the CMD serves on is the one exposed and the one the health check asks.
-    assert image.cmd[image.cmd.index("--port") + 1] == str(image.port)
+    # The CMD serves on PORT, the one exposed and the one the health check asks, on every
+    # address of the container.
+    assert image.cmd == ["python", "-m", "commands.serve"]
+    assert image.env["PORT"] == str(image.port)
+    assert image.env["HOST"] == "0.0.0.0"  # noqa: S104 (the container's every address)
     assert f"127.0.0.1:{image.port}/api/health/live" in " ".join(image.healthcheck)
 
 
@@ -276,13 +280,11 @@ def run(tree: Tree, argv: list[str], settings: dict[str, str]) -> str:
 
 @contextlib.contextmanager
 def serving(tree: Tree, settings: dict[str, str], log: Path) -> Iterator[str]:
-    """The image's CMD, with its port mapped to a free one as `docker run -p` would."""
+    """The image's CMD, on a free port (where `docker run -p` would map the image's)."""
     port = free_port()
-    image = tree.image
-    cmd = [str(port) if word == str(image.port) else word for word in image.cmd]
     with log.open("wb") as output:
         process = subprocess.Popen(
-            tree.command(cmd, **settings),
+            tree.command(tree.image.cmd, **settings, PORT=str(port)),
             cwd=tree.workdir,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -332,6 +334,9 @@ def exercise(tree: Tree, databases: Databases, log: Path) -> None:
                 for word in tree.image.healthcheck
             ]
             run(tree, healthcheck, settings)
+    # Production logs JSON lines only, uvicorn's included.
+    for line in log.read_text().splitlines():
+        assert isinstance(json.loads(line), dict), line
 
 
 def test_the_image_migrates_creates_a_superuser_serves_and_passes_its_healthcheck(

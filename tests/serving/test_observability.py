@@ -21,7 +21,7 @@ import pytest
 
 from bench.sink import OtlpSink, otlp_sink
 from tests.support.databases import Databases
-from tests.support.project import Project
+from tests.support.project import Project, project_env
 from tests.support.service import new_secret_keys, serve
 
 POOL_SIZE = 7
@@ -88,31 +88,81 @@ def settled(project: Project, base_url: str, key: tuple[str, frozenset[tuple[str
     raise AssertionError(f"{key} did not settle: last {previous}")
 
 
-def test_two_workers_report_one_sum(project: Project, tmp_path: Path) -> None:
-    multiprocess_dir = tmp_path / "prometheus"
-    multiprocess_dir.mkdir()
+def parent_of(pid: int) -> int:
+    # /proc/<pid>/stat: "pid (name) state ppid ...", the name in parentheses.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+PROCESS_METRICS = ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds")
+
+
+def test_two_workers_served_as_in_production_count_every_request(
+    project: Project, tmp_path: Path
+) -> None:
+    """`python -m commands.serve` with WEB_CONCURRENCY=2 and no PROMETHEUS_MULTIPROC_DIR:
+    it makes its own folder under TMPDIR, each scrape counts every request whichever
+    worker answered it, shows each worker's process metrics, and the folder goes at exit.
+    """
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     env = production(
-        NO_DATABASE, METRICS_TOKEN=METRICS_TOKEN, PROMETHEUS_MULTIPROC_DIR=str(multiprocess_dir)
+        NO_DATABASE, METRICS_TOKEN=METRICS_TOKEN, WEB_CONCURRENCY="2", TMPDIR=str(temporary)
     )
-    live = frozenset({"method": "GET", "route": "/api/health/live", "status": "2xx"}.items())
-    with serve(project, env, tmp_path / "uvicorn.log", args=["--workers", "2"]) as service:
-        # Each worker starts with one request of its own (the readiness poll
-        # reaches one); new connections land on either, until both have counted.
+    # A path no route has and nothing else asks for: its count is exactly what was sent.
+    unmatched = frozenset({"method": "GET", "route": "<unmatched>", "status": "4xx"}.items())
+    with serve(project, env, tmp_path / "serve.log", production=True) as service:
+        [folder] = temporary.glob("prometheus-*")
+        # New connections land on either worker: send until both have counted one.
         sent = 0
-        while len(list(multiprocess_dir.glob("counter_*.db"))) < 2 and sent < 2000:
-            assert httpx.get(f"{service.base_url}/api/health/live").status_code == 200
+        while len(list(folder.glob("counter_*.db"))) < 2 and sent < 2000:
+            assert httpx.get(f"{service.base_url}/no-such-page").status_code == 404
             sent += 1
-        assert len(list(multiprocess_dir.glob("counter_*.db"))) == 2, service.output()
-        counted = ("http_requests_total", live)
-        before = settled(project, service.base_url, counted)[counted]
+        counters = list(folder.glob("counter_*.db"))
+        assert len(counters) == 2, service.output()
+        workers = {int(path.stem.rpartition("_")[2]) for path in counters}
+        assert {parent_of(pid) for pid in workers} == {service.process.pid}
         for _ in range(50):
-            assert httpx.get(f"{service.base_url}/api/health/live").status_code == 200
+            assert httpx.get(f"{service.base_url}/no-such-page").status_code == 404
+        sent += 50
+        counted = ("http_requests_total", unmatched)
         settled(project, service.base_url, counted)
         scrapes = [scrape(project, service.base_url) for _ in range(4)]
 
-    # Each worker sets its pool's size: the scrape of either shows the sum.
-    assert {series[("db_pool_size", frozenset())] for series in scrapes} == {2 * POOL_SIZE}
-    assert {series[("http_requests_total", live)] for series in scrapes} == {before + 50}
+    assert not folder.exists(), "the multiprocess folder outlived the service"
+    assert {series[counted] for series in scrapes} == {sent}
+    for series in scrapes:
+        for name in PROCESS_METRICS:
+            reported = {
+                dict(labels)["pid"]: value
+                for (metric, labels), value in series.items()
+                if metric == name
+            }
+            assert set(reported) == {str(pid) for pid in workers}, (name, reported)
+            assert all(value > 0 for value in reported.values()), (name, reported)
+    logged = [line for line in service.output().splitlines() if line.strip()]
+    # Every line JSON, the supervisor's included.
+    messages = {json.loads(line)["message"].split(" [")[0] for line in logged}
+    assert {"Started parent process", "Stopping parent process"} <= messages, messages
+
+
+def test_a_multiprocess_folder_that_does_not_exist_is_one_settings_error(
+    project: Project, tmp_path: Path
+) -> None:
+    missing = tmp_path / "never-made"
+    env = production(NO_DATABASE, WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(missing))
+    result = subprocess.run(
+        [str(project.path / ".venv" / "bin" / "python"), "-m", "commands.serve"],
+        cwd=project.path,
+        env=project_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    [problem] = [line for line in result.stderr.splitlines() if str(missing) in line]
+    assert problem.strip().startswith("PROMETHEUS_MULTIPROC_DIR:"), result.stderr
 
 
 def test_production_serves_metrics_to_the_token_only(project: Project, tmp_path: Path) -> None:

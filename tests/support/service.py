@@ -57,32 +57,35 @@ def serve(
     log: Path,
     args: Sequence[str] = (),
     port: int | None = None,
+    production: bool = False,
 ) -> Iterator[Service]:
     """uvicorn serving `app.main:app` of `project`, answering /api/health/live.
 
-    `args` go to uvicorn after the address (`--workers 2`, say). On `port` (an
-    instance restarted where it was), or on a free one.
+    `args` go to uvicorn after the address (`--workers 2`, say). With
+    `production`, the way the image serves instead: `python -m commands.serve`,
+    which reads HOST, PORT and WEB_CONCURRENCY from `env`, and `args` are ignored.
+    On `port` (an instance restarted where it was), or on a free one.
 
     Stopped on the way out like a deployment stops it (SIGTERM, which lets the
     app close its connections), then killed with its whole group if it lingers.
     """
     port = port or free_port()
+    python = str(project.path / ".venv" / "bin" / "python")
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    command = (
+        [python, "-m", "commands.serve"]
+        if production
+        else [python, "-m", "uvicorn", "app.main:app", *address, "--no-access-log", *args]
+    )
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [
-                str(project.path / ".venv" / "bin" / "uvicorn"),
-                "app.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-                *args,
-            ],
+            command,
             cwd=project.path,
             # No load balancer polls these: out of rotation at once on SIGTERM, unless a
             # test sets its own delay.
-            env=project_env(**{"SHUTDOWN_DELAY_SECONDS": "0", **env}),
+            env=project_env(
+                **{"SHUTDOWN_DELAY_SECONDS": "0", "HOST": "127.0.0.1", "PORT": str(port), **env}
+            ),
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -5,16 +5,18 @@ path: a path that matched no route counts as `<unmatched>`, so a scanner that
 tries a thousand paths adds no series. Status codes are labelled by class (2xx).
 
 With several worker processes (WEB_CONCURRENCY), each process keeps its own
-counts. prometheus-client's multiprocess mode adds them up: set
-PROMETHEUS_MULTIPROC_DIR to an empty directory the workers share, and any
-worker's `/metrics` answers for all of them. In that mode the process metrics
-(CPU, memory) are not reported: prometheus-client collects them per process only.
+counts. prometheus-client's multiprocess mode adds them up in the folder
+PROMETHEUS_MULTIPROC_DIR names (`python -m commands.serve` makes one when it is
+unset), and any worker's `/metrics` answers for all of them. prometheus-client
+reports no process metrics (CPU, memory, open files) in that mode: `WorkerProcesses`
+reads them for every live worker, one series each, labelled by `pid`.
 """
 
 import hmac
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 from fastapi.routing import iter_route_contexts
 from prometheus_client import (
@@ -24,9 +26,11 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -154,12 +158,46 @@ def watch_pool(engine: AsyncEngine, pool_size: int) -> None:
     event.listen(pool, "checkin", lambda *_: POOL_CHECKED_OUT.dec())
 
 
+def process_collector(pid: int) -> ProcessCollector:
+    """prometheus-client's collector of the standard process metrics, for `pid`."""
+    return ProcessCollector(pid=lambda: pid, registry=None)
+
+
+class WorkerProcesses:
+    """The standard process metrics of every live worker, from /proc, labelled by `pid`.
+
+    A worker's pid is in the name of its live gauges' file in the shared folder
+    (`gauge_livesum_<pid>.db`, made as this module is imported), which goes when
+    the worker stops cleanly. A worker killed leaves its file but no /proc entry:
+    prometheus-client's ProcessCollector then reports nothing for it.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def pids(self) -> list[int]:
+        names = (path.stem.rpartition("_")[2] for path in self.folder.glob("gauge_livesum_*.db"))
+        return sorted(int(name) for name in names if name.isdigit())
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for pid in self.pids():
+            for family in process_collector(pid).collect():
+                merged = families.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type)
+                )
+                for sample in family.samples:
+                    merged.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value)
+        yield from families.values()
+
+
 def scraped_registry() -> CollectorRegistry:
     """This process's metrics, or in multiprocess mode those of every worker."""
     if settings.PROMETHEUS_MULTIPROC_DIR is None:
         return REGISTRY
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(WorkerProcesses(settings.PROMETHEUS_MULTIPROC_DIR))
     return registry
 
 

@@ -17,6 +17,7 @@ its placeholders (never the parameters), the path, and the query string with
 its values redacted (an OAuth callback's code travels there). No header or body.
 """
 
+from contextvars import ContextVar
 from urllib.parse import parse_qsl, urlencode
 
 from opentelemetry import context, trace
@@ -32,12 +33,16 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.observability.statement_spans import StatementSpans
 
 REDACTED = "REDACTED"
+
+# The trace id of the request this task serves, kept after its span has ended.
+request_trace_id: ContextVar[str] = ContextVar("request_trace_id", default="-")
 
 
 class RedactQueryValues(SpanProcessor):
@@ -48,6 +53,19 @@ class RedactQueryValues(SpanProcessor):
         if isinstance(query, str):
             names = [(name, REDACTED) for name, _ in parse_qsl(query, keep_blank_values=True)]
             span.set_attribute("url.query", urlencode(names))
+
+
+class RememberRequestTraceId(SpanProcessor):
+    """Keep each request's trace id for the rest of the task that serves it.
+
+    uvicorn logs an exception that escaped the app once the request's span has
+    ended: that traceback line still carries the trace id (`current_trace_id`).
+    Each request is a task of its own: the id goes with it.
+    """
+
+    def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        if span.kind is SpanKind.SERVER:
+            request_trace_id.set(format(span.context.trace_id, "032x"))
 
 
 def sampler(settings: Settings) -> Sampler:
@@ -84,13 +102,17 @@ def tracer_provider(settings: Settings, export: SpanProcessor) -> TracerProvider
             resource = resource.merge(Resource({SERVICE_NAME: settings.PROJECT_NAME}))
     provider = TracerProvider(resource=resource, sampler=sampler(settings))
     provider.add_span_processor(RedactQueryValues())
+    provider.add_span_processor(RememberRequestTraceId())
     provider.add_span_processor(export)
     return provider
 
 
 def current_trace_id() -> str:
+    """The current span's trace id; after the request's span, the request's; else "-"."""
     span_context = trace.get_current_span().get_span_context()
-    return format(span_context.trace_id, "032x") if span_context.is_valid else "-"
+    if span_context.is_valid:
+        return format(span_context.trace_id, "032x")
+    return request_trace_id.get()
 
 
 def start_tracing(settings: Settings) -> TracerProvider:
