@@ -35,6 +35,9 @@ def production(database_url: str, **settings: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "DATABASE_POOL_SIZE": str(POOL_SIZE),
         **new_secret_keys(),
+        # Required in production; a closed port: e-mails fail at once.
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": "9",
         **settings,
     }
 
