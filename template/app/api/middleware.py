@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Applied to API responses; /docs keeps its own, since it loads Swagger UI from a CDN.
+# Applied to API responses; /docs and /redoc run inline scripts, which this policy forbids.
 API_SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
     "Cross-Origin-Opener-Policy": "same-origin",
