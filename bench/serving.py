@@ -93,12 +93,21 @@ class Scenario:
 class Serving:
     """The serving project, its database and the user every request acts as."""
 
-    def __init__(self, project: Path, databases: Databases, log: Path) -> None:
+    def __init__(self, project: Path, databases: Databases, log: Path, connections: int) -> None:
         self.project = project
         self.databases = databases
         self.log = log
         self.password = secrets.token_urlsafe(16)
-        self.env = {"ENVIRONMENT": "production", "DATABASE_URL": databases.url}
+        self.env = {
+            "ENVIRONMENT": "production",
+            "DATABASE_URL": databases.url,
+            # A pool as large as wrk's concurrency, as the rendered README sizes one for a
+            # worker that serves that many requests at once; the default (20) is sized
+            # for max_connections on a 4-core host, and would measure waits for it.
+            "DATABASE_POOL_SIZE": str(connections),
+            # Required in production; no request measured sends mail.
+            "MAIL_SERVER": "127.0.0.1",
+        }
         self.login = Request(
             "POST",
             "/api/auth/login",
