@@ -88,6 +88,15 @@ class TestSecurityHeaders:
 
         assert "strict-transport-security" not in response.headers
 
+    @pytest.mark.usefixtures("unreachable_database")
+    async def test_a_503_has_them(self, client: AsyncClient) -> None:
+        credentials = {"username": "someone@example.com", "password": "correct-Horse-battery-9"}
+        response = await client.post("/api/auth/login", data=credentials)
+
+        assert response.status_code == 503
+        for name, value in API_SECURITY_HEADERS.items():
+            assert response.headers[name] == value
+
     @pytest.mark.parametrize("environment", ["development", "production"])
     async def test_a_500_has_them_too(
         self, app_under_test: FastAPI, monkeypatch: pytest.MonkeyPatch, environment: str
