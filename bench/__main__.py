@@ -121,7 +121,7 @@ def measure_serving(folder: Path, args: argparse.Namespace, results: Results) ->
     if production_workers() > 1:
         configurations.append((f"{production_workers()} workers", production_workers()))
     with fresh_databases() as databases:
-        serving = Serving(folder / "serving", databases, folder / "server.log")
+        serving = Serving(folder / "serving", databases, folder / "server.log", args.connections)
         serving.prepare()
         for run_number in range(1, args.runs + 1):
             if not args.observability_only:

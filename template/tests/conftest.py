@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import delete
+from sqlalchemy import URL, delete
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -150,6 +150,25 @@ async def unreachable_database(app_under_test: FastAPI) -> AsyncIterator[None]:
     app_under_test.state.database = Database.on(unreachable)  # a state of this test's own
     yield
     await unreachable.dispose()
+
+
+# DATABASE_URL's mistakes that the real server refuses at login: a database and a role
+# that do not exist. A wrong password it may not refuse: the server may trust every one.
+WRONG_DATABASE_URLS: dict[str, URL] = {
+    "no-such-database": TEST_DATABASE_URL.set(database="no_such_database"),
+    "no-such-role": TEST_DATABASE_URL.set(username="no_such_role"),
+}
+
+
+@pytest.fixture(params=sorted(WRONG_DATABASE_URLS))
+async def wrong_database_url(
+    request: pytest.FixtureRequest, app_under_test: FastAPI
+) -> AsyncIterator[str]:
+    """Requests log in with a DATABASE_URL the server refuses; the mistake's name."""
+    refused = create_async_engine(WRONG_DATABASE_URLS[request.param], poolclass=NullPool)
+    app_under_test.state.database = Database.on(refused)  # a state of this test's own
+    yield request.param
+    await refused.dispose()
 
 
 @pytest.fixture

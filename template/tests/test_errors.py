@@ -1,4 +1,5 @@
-"""Database failures: a server that is gone, going, starting or full answers 503.
+"""Database failures: a server that is gone, going, starting, full or refusing the
+service's login (a wrong database name, role or password) answers 503.
 
 The real faults (a stopped server, a restart mid-request, an exhausted pool)
 are exercised by the template's own resilience tests against a real server;
@@ -12,6 +13,7 @@ from asyncpg.exceptions import (  # type: ignore[import-untyped]  # ships no typ
     AdminShutdownError,
     CannotConnectNowError,
     ConnectionDoesNotExistError,
+    InvalidPasswordError,
     TooManyConnectionsError,
     UniqueViolationError,
 )
@@ -39,6 +41,9 @@ def failing_session(error: Exception) -> Callable[[], AsyncSession]:
         CannotConnectNowError("the database system is starting up"),
         CannotConnectNowError("the database system is shutting down"),
         TooManyConnectionsError("sorry, too many clients already"),
+        # A server that checks passwords refusing DATABASE_URL's (the tests' server may
+        # trust every password: test_wrong_database_url_is_503 proves the other refusals).
+        InvalidPasswordError('password authentication failed for user "app"'),
         # Wrapped by SQLAlchemy when the server drops a connection in use.
         DBAPIError("SELECT 1", None, AdminShutdownError("terminating connection")),
         DBAPIError(
@@ -48,7 +53,14 @@ def failing_session(error: Exception) -> Callable[[], AsyncSession]:
             connection_invalidated=True,
         ),
     ],
-    ids=["starting-up", "shutting-down", "too-many-clients", "admin-shutdown", "dropped"],
+    ids=[
+        "starting-up",
+        "shutting-down",
+        "too-many-clients",
+        "wrong-password",
+        "admin-shutdown",
+        "dropped",
+    ],
 )
 async def test_unavailable_database_is_503(
     client: AsyncClient, app_under_test: FastAPI, error: Exception
@@ -68,6 +80,15 @@ async def test_unreachable_database_is_503(client: AsyncClient) -> None:
     response = await client.post("/api/auth/login", data=CREDENTIALS)
 
     assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+
+
+async def test_wrong_database_url_is_503(client: AsyncClient, wrong_database_url: str) -> None:
+    """Like a refused connection: no request can succeed until an operator fixes the URL."""
+    response = await client.post("/api/auth/login", data=CREDENTIALS)
+
+    assert response.status_code == 503, wrong_database_url
+    assert response.json() == {"detail": "Database unavailable, try again shortly"}
     assert response.headers["Retry-After"] == "5"
 
 

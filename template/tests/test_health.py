@@ -70,3 +70,19 @@ class TestReady:
             "status": "unavailable",
             "database": "unreachable (ConnectionRefusedError)",
         }
+
+    async def test_is_503_with_the_reason_when_the_server_refuses_the_login(
+        self, client: AsyncClient, wrong_database_url: str
+    ) -> None:
+        response = await client.get("/api/health/ready")
+
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "unavailable",
+            "database": {
+                "no-such-database": "DATABASE_URL refused: its database does not exist "
+                "(InvalidCatalogNameError)",
+                "no-such-role": "DATABASE_URL refused: its role does not exist or may not "
+                "connect (InvalidAuthorizationSpecificationError)",
+            }[wrong_database_url],
+        }

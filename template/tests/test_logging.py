@@ -93,6 +93,7 @@ class TestRequestId:
     ) -> None:
         """As app.main wires it: the access line, then the traceback, both with the id."""
         failing = FastAPI()
+        failing.state.settings = settings
         failing.add_exception_handler(Exception, server_error)
         failing.add_middleware(RequestLogMiddleware)
 

@@ -2,12 +2,15 @@
 
 from collections.abc import AsyncIterator
 
+import pytest
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from starlette.responses import PlainTextResponse
 
-from app.api.middleware import HSTS, SecurityHeadersMiddleware
+from app.api.middleware import API_SECURITY_HEADERS, HSTS, SecurityHeadersMiddleware
 from app.core.config import settings
 from app.db.models.user import User
+from app.db.session import get_async_session
 
 LIMIT = settings.MAX_REQUEST_BODY_BYTES
 
@@ -84,3 +87,34 @@ class TestSecurityHeaders:
         response = await client.get("/api/health/live")
 
         assert "strict-transport-security" not in response.headers
+
+    @pytest.mark.usefixtures("unreachable_database")
+    async def test_a_503_has_them(self, client: AsyncClient) -> None:
+        credentials = {"username": "someone@example.com", "password": "correct-Horse-battery-9"}
+        response = await client.post("/api/auth/login", data=credentials)
+
+        assert response.status_code == 503
+        for name, value in API_SECURITY_HEADERS.items():
+            assert response.headers[name] == value
+
+    @pytest.mark.parametrize("environment", ["development", "production"])
+    async def test_a_500_has_them_too(
+        self, app_under_test: FastAPI, monkeypatch: pytest.MonkeyPatch, environment: str
+    ) -> None:
+        """Sent from outside every middleware, by the app's handler of unhandled errors."""
+
+        def fail() -> None:
+            raise RuntimeError("a bug")
+
+        app_under_test.dependency_overrides[get_async_session] = fail
+        current = settings.model_copy(update={"ENVIRONMENT": environment})
+        monkeypatch.setattr(app_under_test.state, "settings", current)
+        transport = ASGITransport(app=app_under_test, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="https://test") as client:
+            response = await client.post("/api/auth/login", data={"username": "a@b.c"})
+
+        assert response.status_code == 500
+        for name, value in API_SECURITY_HEADERS.items():
+            assert response.headers[name] == value
+        hsts = response.headers.get("strict-transport-security")
+        assert hsts == (HSTS if environment == "production" else None)

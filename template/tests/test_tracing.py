@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv.attributes.db_attributes import DB_QUERY_TEXT, DB_RESPONSE_STATUS_CODE
@@ -52,6 +52,13 @@ def exporter(
     statements.remove()
 
 
+@pytest.fixture
+def in_a_span() -> Iterator[None]:
+    """A span current, as a traced request's is: statements outside any make none."""
+    with TracerProvider().get_tracer(__name__).start_as_current_span("a traced request"):
+        yield
+
+
 def server_span(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
     [span] = [s for s in spans if s.kind is SpanKind.SERVER and s.name == name]
     return span
@@ -89,6 +96,7 @@ async def test_a_request_has_a_span_per_statement_and_no_secret(
                 assert secret not in str(value), (span.name, key)
 
 
+@pytest.mark.usefixtures("in_a_span")
 async def test_statements_without_parameters_and_with_many_are_traced_too(
     exporter: InMemorySpanExporter, connection: AsyncConnection
 ) -> None:
@@ -104,6 +112,7 @@ async def test_statements_without_parameters_and_with_many_are_traced_too(
     assert [statement.split()[0] for statement in texts] == ["CREATE", "INSERT", "SELECT"]
 
 
+@pytest.mark.usefixtures("in_a_span")
 async def test_a_failed_statement_names_its_error_and_not_the_values(
     exporter: InMemorySpanExporter, connection: AsyncConnection
 ) -> None:
@@ -124,13 +133,36 @@ async def test_a_failed_statement_names_its_error_and_not_the_values(
     assert value not in f"{span.attributes} {span.status.description} {span.events}"
 
 
+@pytest.mark.parametrize(
+    "path", ["/metrics", "/api/health", "/api/health/live", "/api/health/ready"]
+)
+async def test_metrics_and_health_checks_make_no_trace(
+    exporter: InMemorySpanExporter, client: AsyncClient, path: str
+) -> None:
+    """Asked every few seconds: not even their statements start a trace of their own."""
+    assert (await client.get(path)).status_code == 200
+    assert exporter.get_finished_spans() == ()
+
+    # Any other request is traced, its statements inside its span.
+    assert (await client.get("/api/users/me")).status_code == 401
+    assert [span.name for span in exporter.get_finished_spans()] == ["GET /api/users/me"]
+
+
+async def test_a_statement_outside_any_span_makes_none(
+    exporter: InMemorySpanExporter, connection: AsyncConnection
+) -> None:
+    """Start-up's, say: a trace of one statement would tell nothing."""
+    assert await connection.scalar(text("SELECT 1")) == 1
+    assert exporter.get_finished_spans() == ()
+
+
 async def test_log_lines_carry_the_request_id_and_the_trace_id(
     exporter: InMemorySpanExporter, client: AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="app.access"):
-        response = await client.get("/api/health/live?token=in-the-query")
+        response = await client.get("/api/users/me?token=in-the-query")
 
-    span = server_span(exporter.get_finished_spans(), "GET /api/health/live")
+    span = server_span(exporter.get_finished_spans(), "GET /api/users/me")
     [line] = [r for r in caplog.records if r.name == "app.access"]
     assert line.request_id == response.headers[REQUEST_ID_HEADER]  # type: ignore[attr-defined]
     assert line.trace_id == format(span.context.trace_id, "032x")  # type: ignore[attr-defined]

@@ -257,10 +257,13 @@ def reachable_over_tcp(url: str) -> Iterator[str]:
 
 
 def deployment_settings(database_url: str) -> dict[str, str]:
-    """What a deployment adds to the image's environment: where the database is, secrets."""
+    """What a deployment adds to the image's environment: the database, mail server, secrets."""
     return {
         "DATABASE_URL": database_url,
         **new_secret_keys(),
+        # A closed port: e-mails fail at once.
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": "9",
     }
 
 

@@ -1,8 +1,8 @@
 """Several instances of one render, as production runs them: one PostgreSQL, one Redis.
 
 Three uvicorn processes (one of them with WEB_CONCURRENCY=2, so four workers)
-serve the database-strategy render, whose `limits[async-redis]` dependency is
-added as its README says. Redis is a server this module owns
+serve the database-strategy render, installed from the lock it ships: Redis's
+client comes with it, nothing is added here. Redis is a server this module owns
 (tests/support/redis_server.py), stopped and started at will; the database is a
 fresh one on the server under test.
 """
@@ -39,17 +39,17 @@ SECRETS = new_secret_keys()
 
 
 @pytest.fixture(scope="module")
-def project(template: Path) -> Iterator[Project]:
-    """A render of its own: adding the dependency changes its lock."""
-    with outside_pytest_tmp("template-instances-") as folder:
-        project = Renders(template, folder)[COMBINATION]
-        project.run("uv", "add", "--quiet", "limits[async-redis]")
-        yield project
+def project(rendered: Renders) -> Project:
+    """The render as shipped: `--locked` fails rather than change its lock."""
+    project = rendered[COMBINATION]
+    project.run("uv", "sync", "--locked")
+    return project
 
 
 @pytest.fixture(scope="module")
 def database(project: Project) -> Iterator[Databases]:
-    with migrated_database(project, {"ENVIRONMENT": "production", **SECRETS}) as created:
+    production = {"ENVIRONMENT": "production", **SECRETS, "MAIL_SERVER": "127.0.0.1"}
+    with migrated_database(project, production) as created:
         yield created
 
 

@@ -339,7 +339,7 @@ def test_failed_logins_are_counted_in_the_redis_the_readme_asks_for(project: Pro
 
     assert uri.startswith("async+redis://")
     assert urlsplit(uri).hostname in readme
-    # Without its client the service refuses the setting at start-up.
+    # The client the image must keep: without it the service refuses the setting at start-up.
     assert '"limits[async-redis]"' in readme
 
 

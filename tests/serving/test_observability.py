@@ -35,6 +35,9 @@ def production(database_url: str, **settings: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "DATABASE_POOL_SIZE": str(POOL_SIZE),
         **new_secret_keys(),
+        # Required in production; a closed port: e-mails fail at once.
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": "9",
         **settings,
     }
 
@@ -209,12 +212,17 @@ def test_spans_are_exported_to_the_otlp_endpoint(
     )
     project.run("uv", "run", "--locked", "alembic", "upgrade", "head", env=env)
     with serve(project, env, tmp_path / "uvicorn.log") as service:
-        receiver.requests.clear()  # The readiness polls' spans.
-        response = httpx.get(f"{service.base_url}/api/health/ready", timeout=10)
-        assert response.status_code == 200, response.text
+        # Health checks make no trace: neither serve()'s polls of /api/health/live nor this.
+        assert httpx.get(f"{service.base_url}/api/health/ready", timeout=10).status_code == 200
+        response = httpx.post(
+            f"{service.base_url}/api/auth/login",
+            data={"username": "nobody@example.com", "password": "not-a-password"},
+            timeout=10,
+        )
+        assert response.status_code == 400, response.text
         deadline = time.monotonic() + RECEIVE_TIMEOUT_SECONDS
         while time.monotonic() < deadline and not any(
-            b"/api/health/ready" in body for _, _, body in receiver.requests
+            b"/api/auth/login" in body for _, _, body in receiver.requests
         ):
             time.sleep(0.1)
 
@@ -230,7 +238,8 @@ def test_spans_are_exported_to_the_otlp_endpoint(
             assert attributes["service.name"] == "observed-demo"
             for scope_spans in resource_spans["scopeSpans"]:
                 spans.extend(scope_spans["spans"])
-    [request] = [span for span in spans if span["name"] == "GET /api/health/ready"]
+    assert not [span["name"] for span in spans if "health" in span["name"]]
+    [request] = [span for span in spans if span["name"] == "POST /api/auth/login"]
     children = [span for span in spans if span.get("parentSpanId") == request["spanId"]]
     statements = [
         span

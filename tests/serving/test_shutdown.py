@@ -44,7 +44,8 @@ SECRETS = new_secret_keys()
 
 @pytest.fixture(scope="module")
 def database(project: Project) -> Iterator[Databases]:
-    with migrated_database(project, {"ENVIRONMENT": "production", **SECRETS}) as created:
+    production = {"ENVIRONMENT": "production", **SECRETS, "MAIL_SERVER": "127.0.0.1"}
+    with migrated_database(project, production) as created:
         yield created
 
 

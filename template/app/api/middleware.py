@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Applied to API responses; /docs keeps its own, since it loads Swagger UI from a CDN.
+# Applied to API responses; /docs and /redoc run inline scripts, which this policy forbids.
 API_SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -62,8 +62,23 @@ class BodySizeLimitMiddleware:
         return HTTPException(413, f"Request body larger than {self.max_bytes} bytes")
 
 
+def add_security_headers(headers: MutableHeaders, path: str, *, hsts: bool) -> None:
+    """The security headers of a response to `path`, where it did not set its own."""
+    if path.startswith("/api"):
+        for name, value in API_SECURITY_HEADERS.items():
+            headers.setdefault(name, value)
+    else:
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+    if hsts:
+        headers.setdefault("Strict-Transport-Security", HSTS)
+
+
 class SecurityHeadersMiddleware:
-    """Add headers that keep browsers from sniffing, framing or leaking API responses."""
+    """Add headers that keep browsers from sniffing, framing or leaking API responses.
+
+    The 500 of an unhandled exception is sent from outside every middleware:
+    `server_error` (app/api/request_log.py) adds them to it.
+    """
 
     def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
@@ -73,18 +88,10 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        is_api = scope["path"].startswith("/api")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                if is_api:
-                    for name, value in API_SECURITY_HEADERS.items():
-                        headers.setdefault(name, value)
-                else:
-                    headers.setdefault("X-Content-Type-Options", "nosniff")
-                if self.hsts:
-                    headers.setdefault("Strict-Transport-Security", HSTS)
+                add_security_headers(MutableHeaders(scope=message), scope["path"], hsts=self.hsts)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.middleware import add_security_headers
 from app.core.logging import request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -85,10 +86,16 @@ async def server_error(request: Request, exc: Exception) -> JSONResponse:
 
     Starlette sends it from outside every middleware, after the exception went
     through RequestLogMiddleware, which leaves the id set for this; the server
-    then logs the traceback, with the id too.
+    then logs the traceback, with the id too. Outside SecurityHeadersMiddleware
+    too, so it adds the security headers every other response has.
     """
-    return JSONResponse(
+    response = JSONResponse(
         {"detail": "Internal Server Error"},
         status_code=500,
         headers={REQUEST_ID_HEADER: request_id.get() or ""},
     )
+    settings = request.app.state.settings
+    add_security_headers(
+        response.headers, request.scope["path"], hsts=settings.ENVIRONMENT == "production"
+    )
+    return response

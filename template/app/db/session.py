@@ -7,6 +7,7 @@ own from the database the app holds (`app.state.database`), which is where the
 tests put theirs.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, cast
 from uuid import uuid4
 
+from asyncpg import PostgresError  # type: ignore[import-untyped]  # ships no types
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import AdaptedConnection
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -156,6 +158,43 @@ def open_database(settings: Settings) -> Database:
     """The database of the settings: an engine that connects on first use."""
     url = database_url(settings)
     return Database.on(create_engine(url, settings))
+
+
+# How long start-up waits for the server's max_connections before it goes on without.
+MAX_CONNECTIONS_TIMEOUT_SECONDS = 2.0
+
+
+async def warn_if_pools_exceed_server(database: Database, settings: Settings) -> None:
+    """Warn when this instance's workers may open more connections than the server takes.
+
+    Each worker process keeps a pool of its own: past `max_connections` the last
+    connections are refused ("too many clients": 503s under load), and migrations
+    or a shell find no room. Behind PgBouncer the pooler's limits count instead. A
+    database that does not answer yet is not waited for: the service starts without.
+    """
+    if settings.DATABASE_BEHIND_PGBOUNCER:
+        return
+    per_worker = settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW
+    wanted = settings.WEB_CONCURRENCY * per_worker
+    try:
+        async with (
+            asyncio.timeout(MAX_CONNECTIONS_TIMEOUT_SECONDS),
+            database.engine.connect() as connection,
+        ):
+            allowed = int(await connection.scalar(text("SHOW max_connections")))
+    except (OSError, DBAPIError, PostgresError) as exc:
+        logger.info("max_connections not checked: %s: %s", type(exc).__name__, describe(exc))
+        return
+    if wanted > allowed:
+        logger.warning(
+            "WEB_CONCURRENCY x (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW) = %d x %d = %d "
+            "connections, more than the server's max_connections (%d): lower them, or "
+            'raise max_connections (README, "Connection pool and timeouts")',
+            settings.WEB_CONCURRENCY,
+            per_worker,
+            wanted,
+            allowed,
+        )
 
 
 @asynccontextmanager

@@ -10,7 +10,9 @@ traced statement cost several times what it does here. And on failure it wrote
 the driver's message into the span, where PostgreSQL quotes the values it refused.
 
 A span holds the statement with its placeholders, never its parameters; a
-failure names its exception type and SQLSTATE, never its message.
+failure names its exception type and SQLSTATE, never its message. Only a
+statement inside a span (a traced request's) gets one: the health checks' and
+start-up's would otherwise each start a trace of their own.
 """
 
 from collections.abc import Callable
@@ -26,7 +28,7 @@ from opentelemetry.semconv.attributes.db_attributes import (
 )
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
-from opentelemetry.trace import SpanKind, StatusCode, Tracer
+from opentelemetry.trace import SpanKind, StatusCode, Tracer, get_current_span
 from sqlalchemy import Engine, event
 
 # OpenTelemetry's conventions name the port only when it is not the default.
@@ -66,6 +68,8 @@ class StatementSpans:
         """
 
         def listener(cursor: Any, statement: str, *parameters_and_context: Any) -> bool:
+            if not get_current_span().get_span_context().is_valid:
+                return False  # The dialect runs it, untraced.
             words = statement.split(None, 1)
             operation = words[0] if words else ""
             span = self.tracer.start_span(

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from app.api.errors import sqlstate
 from app.core.shutdown import Drain
 from app.db.session import SessionDep, autocommit_reads
 
@@ -24,6 +25,13 @@ router = APIRouter(prefix="/health", tags=["health"])
 
 ALEMBIC_INI = Path(__file__).resolve().parents[3] / "alembic.ini"
 READY_TIMEOUT_SECONDS = 2.0
+# Logins the server refuses, by SQLSTATE: mistakes in DATABASE_URL, told without its
+# values (the check answers anyone).
+REFUSED_LOGINS = {
+    "3D000": "its database does not exist",
+    "28000": "its role does not exist or may not connect",
+    "28P01": "its password is wrong",
+}
 
 
 class Liveness(BaseModel):
@@ -77,7 +85,7 @@ async def check_readiness(session: SessionDep, response: Response) -> Readiness:
             revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
     except Exception as exc:  # noqa: BLE001 (any failure means "not ready", with its reason)
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return Readiness(status="unavailable", database=f"unreachable ({type(exc).__name__})")
+        return Readiness(status="unavailable", database=unready_reason(exc))
     head, older = revisions()
     if revision is None or revision in older:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
@@ -86,3 +94,10 @@ async def check_readiness(session: SessionDep, response: Response) -> Readiness:
             database=f"at revision {revision}, code expects {head}: run migrations",
         )
     return Readiness(status="ok", database="ok")
+
+
+def unready_reason(exc: Exception) -> str:
+    """Why the database did not answer, as the operator fixes it."""
+    if refused := REFUSED_LOGINS.get(sqlstate(exc)):
+        return f"DATABASE_URL refused: {refused} ({type(exc).__name__})"
+    return f"unreachable ({type(exc).__name__})"
