@@ -392,9 +392,9 @@ CATALOGUE: tuple[Mutation, ...] = (
     Mutation(
         "HSTS in every environment",
         HEADERS,
-        MIDDLEWARE,
-        "                if self.hsts:",
-        "                if True:",
+        MAIN,
+        'hsts=settings.ENVIRONMENT == "production"',
+        "hsts=True",
         ("tests/test_middleware.py",),
     ),
     # CORS
