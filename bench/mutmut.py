@@ -45,6 +45,9 @@ def configure(project: Path, modules: list[str], pytest_args: list[str]) -> None
         pyproject.write(
             "\n[tool.mutmut]\n"
             'source_paths = ["app"]\n'
+            # A mutant that hangs a request is caught; waiting 15 times the tests' time
+            # (mutmut's default) for each made the run hours longer.
+            "timeout_multiplier = 2.0\n"
             f"only_mutate = {toml_list(modules)}\n"
             f"pytest_add_cli_args = {toml_list(pytest_args)}\n"
             # What the suite reads beside the code: migrations, commands, docs, settings.
