@@ -1,11 +1,20 @@
 """/api/health: liveness without I/O, readiness with the database and its revision."""
 
+from pathlib import Path
+
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from httpx import AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.shutdown import Drain
+
+# Read here, not from app/api/routes/health.py: the revisions the check must refuse.
+SCRIPTS = ScriptDirectory.from_config(Config(Path(__file__).resolve().parents[1] / "alembic.ini"))
+HEAD = SCRIPTS.get_current_head()
+OLDER_REVISIONS = [script.revision for script in SCRIPTS.walk_revisions()][1:]
 
 
 class TestLive:
@@ -49,6 +58,27 @@ class TestReady:
         assert response.json()["status"] == "unavailable"
         assert "at revision None" in response.json()["database"]
         assert response.json()["database"].endswith(": run migrations")
+
+    @pytest.mark.parametrize("revision", OLDER_REVISIONS)
+    async def test_is_503_at_every_revision_before_head(
+        self, client: AsyncClient, session: AsyncSession, revision: str
+    ) -> None:
+        await session.execute(
+            text("UPDATE alembic_version SET version_num = :revision"), {"revision": revision}
+        )
+
+        response = await client.get("/api/health/ready")
+
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "unavailable",
+            "database": f"at revision {revision}, code expects {HEAD}: run migrations",
+        }
+
+    def test_the_migrations_have_revisions_before_head(self) -> None:
+        # Else the test above would check nothing.
+        assert OLDER_REVISIONS
+        assert HEAD not in OLDER_REVISIONS
 
     async def test_is_ok_at_a_newer_release_revision_migrated_before_its_rollout(
         self, client: AsyncClient, session: AsyncSession

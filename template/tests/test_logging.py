@@ -18,7 +18,7 @@ from app.core.config import settings
 from app.core.logging import TEXT_FORMAT, JsonFormatter
 from app.db.models.user import User
 from app.main import app
-from tests.clients import log_in
+from tests.clients import log_in_tokens, refresh, tokens_in
 from tests.factories import DEFAULT_PASSWORD
 from tests.outbox import Outbox, token_in
 from tests.ports import free_port
@@ -264,11 +264,12 @@ async def test_passwords_tokens_and_secrets_never_reach_the_log(
         "/api/auth/login", data={"username": user.email, "password": wrong_password}
     )
     assert failed.status_code == 400
-    await log_in(client, user.email, DEFAULT_PASSWORD)
-    access_tokens = [client.headers.get("Authorization", "").removeprefix("Bearer ")]
-    access_tokens += list(client.cookies.values())
-    me = await client.get("/api/users/me")
-    assert me.status_code == 200
+    first = await log_in_tokens(client, user.email, DEFAULT_PASSWORD)
+    assert (await client.get("/api/users/me")).status_code == 200
+    rotated = await refresh(client, first.refresh_token)
+    assert rotated.is_success, rotated.text
+    second = tokens_in(rotated)
+    assert (await client.get("/api/users/me")).status_code == 200
 
     await client.post("/api/auth/forgot-password", json={"email": user.email})
     reset_token = token_in((await outbox.messages())[-1])
@@ -290,11 +291,15 @@ async def test_passwords_tokens_and_secrets_never_reach_the_log(
         reset_password,
         reset_token,
         verify_token,
-        *filter(None, access_tokens),
+        # Access and refresh tokens of the login, before and after the refresh rotated them.
+        first.access_token,
+        first.refresh_token,
+        second.access_token,
+        second.refresh_token,
         settings.ACCESS_SECRET_KEY.get_secret_value(),
         settings.RESET_PASSWORD_SECRET_KEY.get_secret_value(),
         settings.VERIFICATION_SECRET_KEY.get_secret_value(),
     ]
-    assert len(secrets) >= 10
+    assert len(secrets) == 13
     for secret in secrets:
         assert secret not in logged

@@ -153,8 +153,16 @@ class TestUnreachableStore:
 
         assert response.status_code == 503, response.text
         assert response.headers["Retry-After"] == "5"
-        assert response.json()["detail"]["code"] == LIMIT_STORE_UNAVAILABLE
-        assert "LOGIN_LIMIT_STORAGE_URI does not answer" in caplog.text
+        assert response.json() == {
+            "detail": {
+                "code": LIMIT_STORE_UNAVAILABLE,
+                "reason": "Logins are unavailable for a moment, try again shortly",
+            }
+        }
+        [warning] = [r for r in caplog.records if "LOGIN_LIMIT_STORAGE_URI" in r.getMessage()]
+        assert warning.levelname == "WARNING"
+        assert "does not answer" in warning.getMessage()
+        assert "Connection refused" in warning.getMessage()
 
     async def test_other_endpoints_are_not_affected(self, client: AsyncClient) -> None:
         body = {"email": "newcomer@example.com", "password": DEFAULT_PASSWORD}
@@ -167,6 +175,21 @@ class TestUnreachableStore:
         await warn_if_store_is_down(login_limiter)
 
         assert "LOGIN_LIMIT_STORAGE_URI does not answer" in caplog.text
+
+    async def test_start_up_does_not_wait_for_a_store_that_hangs(
+        self, login_limiter: FailedLoginLimiter, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A store that accepts the connection and never answers is one that does not answer."""
+
+        async def hangs() -> bool:
+            await asyncio.Event().wait()
+            return True
+
+        monkeypatch.setattr(login_limiter.storage, "check", hangs)
+        monkeypatch.setattr(login_limit, "STORE_RETRY_SECONDS", 0.01)
+
+        # The guard turns a hang into a failure; the check gives up long before.
+        assert not await asyncio.wait_for(login_limiter.store_answers(), timeout=60)
 
 
 async def test_start_up_is_quiet_when_the_store_answers(caplog: pytest.LogCaptureFixture) -> None:
