@@ -45,7 +45,8 @@ ACCESS_TOKENS = "Access tokens expire after `ACCESS_TOKEN_EXPIRE_SECONDS`"
 LOGINS = "Refresh tokens rotate, a reused one ends its login"
 ALIKE = "Login and forgot-password answer a registered and an unknown e-mail alike"
 LOGIN_LIMIT = "Failed logins are limited"
-HEADERS = "Security headers on every response, HSTS in production"
+HEADERS = "Security headers on every response, a 500 included, HSTS in production"
+DOCS = "In production `/docs` and `/redoc` are off unless `API_DOCS_ENABLED=true`"
 CORS = "Browsers get a CORS grant for the origins of `CORS_ORIGINS` only"
 RUFF = "ruff's security rules"
 READINESS = "readiness (database and migrations)"
@@ -110,6 +111,14 @@ CATALOGUE: tuple[Mutation, ...] = (
         CONFIG,
         "if self.DATABASE_URL is None:",
         'if self.DATABASE_URL is None and self.ENVIRONMENT != "production":',
+        ("tests/test_config.py",),
+    ),
+    Mutation(
+        "production mails localhost when MAIL_SERVER is unset",
+        SETTINGS_REFUSED,
+        CONFIG,
+        "        if not self.MAIL_SERVER:\n",
+        "        if self.MAIL_SERVER == \"\":\n",
         ("tests/test_config.py",),
     ),
     # Passwords
@@ -396,6 +405,34 @@ CATALOGUE: tuple[Mutation, ...] = (
         'hsts=settings.ENVIRONMENT == "production"',
         "hsts=True",
         ("tests/test_middleware.py",),
+    ),
+    Mutation(
+        "a 500 without the security headers",
+        HEADERS,
+        "app/api/request_log.py",
+        """    add_security_headers(
+        response.headers, request.scope["path"], hsts=settings.ENVIRONMENT == "production"
+    )
+""",
+        "",
+        ("tests/test_middleware.py",),
+    ),
+    # API docs
+    Mutation(
+        "docs served in production",
+        DOCS,
+        CONFIG,
+        "            return self.API_DOCS_ENABLED\n        return self.ENVIRONMENT != \"production\"",
+        "            return self.API_DOCS_ENABLED\n        return True",
+        ("tests/test_docs.py",),
+    ),
+    Mutation(
+        "docs load their scripts from a CDN",
+        DOCS,
+        MAIN,
+        "        return FastAPIOffline(**options)",
+        "        return FastAPI(**options)",
+        ("tests/test_docs.py",),
     ),
     # CORS
     Mutation(
