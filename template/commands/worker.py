@@ -1,0 +1,70 @@
+"""Run the background jobs: `uv run python -m commands.worker`, beside the API.
+
+A process of its own (run one or more, anywhere they reach PostgreSQL): the
+API only enqueues. SIGTERM or Ctrl+C stops it gracefully: it takes no more
+jobs, lets the running ones finish, and exits 0. A worker killed outright
+loses nothing: its jobs run again after JOBS_VISIBILITY_TIMEOUT_SECONDS.
+
+Connect it to PostgreSQL itself (DATABASE_URL), not through PgBouncer's
+transaction pooling: it LISTENs for new jobs, which needs a session connection.
+"""
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg  # type: ignore[import-untyped]  # ships no types
+from sqlalchemy import make_url
+
+import app.db.base  # noqa: F401 (every model: relationships resolve other models by name)
+from app.core.config import Settings, settings
+from app.core.logging import configure_logging
+from app.db.session import Database, database_for_command, database_url
+from app.jobs.registry import JOBS
+from app.jobs.settings import load_job_settings
+from app.jobs.worker import Scheduled, build_worker
+from commands.prune_logins import prune
+
+logger = logging.getLogger("commands.worker")
+
+
+async def prune_logins(database: Database) -> None:
+    deleted = await prune(database.sessions)
+    logger.info("Deleted %d expired or ended login rows", deleted)
+
+
+# What the worker runs on a schedule, by name (the name is what PostgreSQL stores).
+SCHEDULES = {"prune_logins": Scheduled("17 3 * * *", prune_logins)}
+
+
+@asynccontextmanager
+async def queue_connection(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the worker's own, to the database of DATABASE_URL."""
+    url = make_url(database_url(settings)).set(drivername="postgresql")
+    connection = await asyncpg.connect(
+        url.render_as_string(hide_password=False),
+        server_settings={"application_name": f"{settings.PROJECT_NAME} worker"},
+    )
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def main() -> None:
+    job_settings = load_job_settings()
+    async with database_for_command(settings) as database, queue_connection(settings) as queue:
+        worker = build_worker(queue, database, job_settings, JOBS, SCHEDULES)
+        loop = asyncio.get_running_loop()
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop, worker.shutdown)
+        logger.info("Worker started: jobs %s", ", ".join(sorted(JOBS)))
+        await worker.run()
+    logger.info("Worker stopped: its running jobs are done")
+
+
+if __name__ == "__main__":
+    configure_logging(settings.LOG_LEVEL, settings.log_format)
+    asyncio.run(main())
