@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg  # type: ignore[import-untyped]  # ships no types
+from prometheus_client import start_http_server
 from sqlalchemy import make_url
 
 import app.db.base  # noqa: F401 (every model: relationships resolve other models by name)
@@ -55,6 +56,8 @@ async def queue_connection(settings: Settings) -> AsyncIterator[asyncpg.Connecti
 
 async def main() -> None:
     job_settings = load_job_settings()
+    if job_settings.JOBS_METRICS_PORT is not None:
+        start_http_server(job_settings.JOBS_METRICS_PORT)
     async with database_for_command(settings) as database, queue_connection(settings) as queue:
         worker = build_worker(queue, database, job_settings, JOBS, SCHEDULES)
         loop = asyncio.get_running_loop()
@@ -65,6 +68,28 @@ async def main() -> None:
     logger.info("Worker stopped: its running jobs are done")
 
 
-if __name__ == "__main__":
-    configure_logging(settings.LOG_LEVEL, settings.log_format)
+def run() -> None:
+    """Configured as the API is (app/main.py): logs, then traces and error reports when set."""
+    tracer_provider = None
+    trace_id = None
+    if settings.tracing_enabled:
+        from app.observability.tracing import current_trace_id, start_tracing
+
+        tracer_provider, trace_id = start_tracing(settings), current_trace_id
+    configure_logging(settings.LOG_LEVEL, settings.log_format, trace_id)
+    if settings.SENTRY_DSN is not None:
+        from app.observability.error_reports import start_error_reports
+
+        start_error_reports(
+            settings.SENTRY_DSN.get_secret_value(),
+            environment=settings.ENVIRONMENT,
+            release=settings.SENTRY_RELEASE,
+            secrets=settings.secret_values(),
+        )
     asyncio.run(main())
+    if tracer_provider is not None:
+        tracer_provider.shutdown()  # Sends the spans still in its batch.
+
+
+if __name__ == "__main__":
+    run()

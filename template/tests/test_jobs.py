@@ -8,18 +8,23 @@ then run what it queued (tests/jobs.py) and check the outcome.
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]  # ships no types
 import pytest
 from httpx import AsyncClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pgqueuer import Queries
 from pgqueuer.types import QueueExecutionMode
+from prometheus_client import REGISTRY
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core import email
 from app.db.session import Database
-from app.jobs import emails
+from app.jobs import emails, executor
 from app.jobs.executor import retry_delay
 from app.jobs.queue import JobArgumentsError, JobRun, enqueue
 from app.jobs.settings import JobSettings
@@ -161,3 +166,60 @@ async def test_a_job_no_worker_knows_is_failed_with_its_name(
     [listed] = await jobs_command.list_failed(queries)
     assert listed.startswith(f"{job_id} removed_last_release")
     assert "No job is named 'removed_last_release'" in listed
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_job_runs_in_a_span_of_the_trace_that_enqueued_it_and_is_counted(
+    queue_connection: asyncpg.Connection, app_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer(__name__)
+    monkeypatch.setattr(executor, "tracer", tracer)
+    runs: list[JobRun] = []
+
+    async def remember(run: JobRun) -> None:
+        runs.append(run)
+
+    enqueued, succeeded = (
+        sample("jobs_enqueued_total", job="noop"),
+        sample("jobs_succeeded_total", job="noop"),
+    )
+    worker = build_worker(queue_connection, app_database, FAST, {"noop": remember}, {})
+    async with app_database.sessions() as session:
+        with tracer.start_as_current_span("POST /api/things") as request:
+            job_id = await enqueue(session, "noop", {"thing": 1})
+        await session.commit()
+
+    await worker.queue.run(mode=QueueExecutionMode.drain, dequeue_timeout=timedelta(seconds=0.1))
+
+    [run] = runs
+    assert (run.id, run.args, run.attempt) == (job_id, {"thing": 1}, 1)
+    [span] = [span for span in exporter.get_finished_spans() if span.name == "job noop"]
+    assert span.parent is not None
+    assert span.parent.span_id == request.get_span_context().span_id
+    assert span.context.trace_id == request.get_span_context().trace_id
+    assert dict(span.attributes or {}) == {"job.name": "noop", "job.id": job_id, "job.attempt": 1}
+    assert sample("jobs_enqueued_total", job="noop") == enqueued + 1
+    assert sample("jobs_succeeded_total", job="noop") == succeeded + 1
+
+
+async def test_the_worker_measures_the_ready_jobs_and_shows_it_is_alive(
+    queue_connection: asyncpg.Connection, app_database: Database, tmp_path: Path
+) -> None:
+    alive = tmp_path / "alive"
+    settings = FAST.model_copy(update={"JOBS_LIVENESS_FILE": alive})
+    worker = build_worker(queue_connection, app_database, settings, {}, {})
+    queries = Queries.from_asyncpg_connection(queue_connection)
+    await queries.enqueue(["a", "b"], [None, None], [0, 0])
+    await queries.enqueue("later", None, execute_after=timedelta(hours=1))
+
+    await worker.watch()
+
+    assert sample("jobs_ready") == 2
+    assert sample("jobs_oldest_ready_age_seconds") >= 0
+    assert alive.exists()

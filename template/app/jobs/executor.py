@@ -16,6 +16,7 @@ import random
 from datetime import timedelta
 
 import sentry_sdk
+from opentelemetry import propagate, trace
 from pgqueuer import RetryRequested
 from pgqueuer.executors import AsyncEntrypoint, EntrypointExecutor
 from pgqueuer.models import Context, Job
@@ -26,8 +27,10 @@ from app.db.session import Database
 from app.jobs.queue import JobRun, decode
 from app.jobs.registry import JobFunction
 from app.jobs.settings import JobSettings
+from app.observability.job_metrics import JOBS_FAILED, JOBS_RETRIED, JOBS_SUCCEEDED
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 
 class JobFailedError(Exception):
@@ -68,8 +71,27 @@ class JobExecutor(EntrypointExecutor):
     settings: JobSettings
 
     async def execute(self, job: Job, context: Context) -> None:
-        # Every log line of the run says which job it is, where a request's id goes.
+        # Every log line of the run says which job it is, where a request's id goes; its
+        # span belongs to the trace of the request that enqueued it.
         token = request_id.set(f"job {job.entrypoint} {job.id}")
+        headers = {key: str(value) for key, value in (job.headers or {}).items()}
+        attributes: dict[str, str | int] = {
+            "job.name": job.entrypoint,
+            "job.id": int(job.id),
+            "job.attempt": job.attempts + 1,
+        }
+        try:
+            with tracer.start_as_current_span(
+                f"job {job.entrypoint}",
+                context=propagate.extract(headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes=attributes,
+            ):
+                await self.run(job, context)
+        finally:
+            request_id.reset(token)
+
+    async def run(self, job: Job, context: Context) -> None:
         try:
             await super().execute(job, context)
         except Exception as exc:  # noqa: BLE001 (any error of the job is a failed run)
@@ -84,10 +106,11 @@ class JobExecutor(EntrypointExecutor):
                     type(exc).__name__,
                     describe(exc),
                 )
+                JOBS_RETRIED.labels(job.entrypoint).inc()
                 raise RetryRequested(delay=delay, reason=describe(exc)) from None
+            JOBS_FAILED.labels(job.entrypoint).inc()
             sentry_sdk.capture_exception(exc)
             raise JobFailedError(
                 f"{job.entrypoint} failed {attempt} times; the last error:\n{format_exception(exc)}"
             ) from None
-        finally:
-            request_id.reset(token)
+        JOBS_SUCCEEDED.labels(job.entrypoint).inc()

@@ -17,6 +17,7 @@ from pgqueuer import Queries
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import Database
+from app.observability.job_metrics import JOBS_ENQUEUED
 
 
 class JobArgumentsError(TypeError):
@@ -68,4 +69,5 @@ async def enqueue(session: AsyncSession, name: str, args: Mapping[str, Any]) -> 
     connection = await (await session.connection()).get_raw_connection()
     queries = Queries.from_asyncpg_connection(connection.driver_connection)
     [job_id] = await queries.enqueue(name, payload, headers=headers or None)
+    JOBS_ENQUEUED.labels(name).inc()
     return int(job_id)

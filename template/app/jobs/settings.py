@@ -4,6 +4,8 @@ Apart from app/core/config.py because only the worker reads them (the API just
 enqueues), and each has a default that suits production.
 """
 
+from pathlib import Path
+
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,6 +28,12 @@ class JobSettings(BaseSettings):
     # A queued job no worker knows (its function renamed or removed) is failed after
     # this long: during a rolling deployment, the new release's workers may still come.
     JOBS_UNKNOWN_JOB_GRACE_SECONDS: float = Field(default=600.0, ge=0)
+    # A file the worker touches every LIVENESS_INTERVAL seconds while its event loop and
+    # its queue connection answer: a liveness probe checks its age (Kubernetes' does).
+    JOBS_LIVENESS_FILE: Path | None = None
+    # The port where the worker serves its metrics (app/observability/job_metrics.py) to
+    # Prometheus, without authentication: open it only where Prometheus alone reaches.
+    JOBS_METRICS_PORT: int | None = Field(default=None, gt=0, lt=65536)
 
 
 def load_job_settings() -> JobSettings:

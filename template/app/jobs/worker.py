@@ -14,7 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from functools import partial
+from typing import cast
 
 import asyncpg  # type: ignore[import-untyped]  # ships no types
 from pgqueuer import PgQueuer
@@ -25,9 +27,16 @@ from app.db.session import Database
 from app.jobs.executor import JobExecutor, entrypoint
 from app.jobs.registry import JobFunction
 from app.jobs.settings import JobSettings
+from app.observability.job_metrics import JOBS_OLDEST_READY_AGE, JOBS_READY
 
 # How long the worker waits for a notification before it looks at the queue anyway.
 POLL_INTERVAL = timedelta(seconds=5)
+# How often the worker measures the queue and touches JOBS_LIVENESS_FILE.
+WATCH_INTERVAL = 10.0
+READY_JOBS = """
+SELECT count(*) AS ready, coalesce(extract(epoch FROM now() - min(execute_after)), 0) AS age
+FROM pgqueuer WHERE status = 'queued' AND execute_after <= now()
+"""
 
 UNKNOWN_JOBS = """
 SELECT * FROM pgqueuer
@@ -56,6 +65,7 @@ class Worker:
 
     async def run(self) -> None:
         sweeping = asyncio.create_task(self.fail_unknown_jobs_forever())
+        watching = asyncio.create_task(self.watch_forever())
         try:
             await self.queue.run(
                 dequeue_timeout=POLL_INTERVAL,
@@ -65,6 +75,22 @@ class Worker:
             )
         finally:
             sweeping.cancel()
+            watching.cancel()
+
+    async def watch_forever(self) -> None:
+        while True:
+            await self.watch()
+            await asyncio.sleep(WATCH_INTERVAL)
+
+    async def watch(self) -> None:
+        """Measure the jobs waiting to run, and show that the worker is alive: its loop
+        turns and its connection answers (JOBS_LIVENESS_FILE, for a liveness probe).
+        """
+        [row] = await self.queue.qm.queries.driver.fetch(READY_JOBS)
+        JOBS_READY.set(cast(int, row["ready"]))
+        JOBS_OLDEST_READY_AGE.set(float(cast(Decimal, row["age"])))
+        if self.settings.JOBS_LIVENESS_FILE is not None:
+            self.settings.JOBS_LIVENESS_FILE.touch()
 
     def shutdown(self) -> None:
         """Take no more jobs; `run` returns once the running ones are done."""
