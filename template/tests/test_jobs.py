@@ -27,7 +27,7 @@ from app.db.session import Database
 from app.jobs import emails, executor
 from app.jobs.executor import retry_delay
 from app.jobs.queue import JobArgumentsError, JobRun, enqueue
-from app.jobs.settings import JobSettings
+from app.jobs.settings import JobSettings, load_job_settings
 from app.jobs.worker import build_worker
 from commands import jobs as jobs_command
 from tests.database import TEST_DATABASE_URL
@@ -223,3 +223,15 @@ async def test_the_worker_measures_the_ready_jobs_and_shows_it_is_alive(
     assert sample("jobs_ready") == 2
     assert sample("jobs_oldest_ready_age_seconds") >= 0
     assert alive.exists()
+
+
+def test_a_bad_job_setting_stops_the_worker_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOBS_MAX_ATTEMPTS", "0")
+
+    with pytest.raises(SystemExit) as stopped:
+        load_job_settings()
+
+    assert "JOBS_MAX_ATTEMPTS: Input should be greater than or equal to 1" in str(stopped.value)
+    assert "Traceback" not in str(stopped.value)
