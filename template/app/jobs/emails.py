@@ -7,6 +7,7 @@ is recognisable as the same mail.
 """
 
 import logging
+import re
 from email.message import EmailMessage
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,7 +43,8 @@ async def enqueue_password_reset_email(session: AsyncSession, user: User, token:
 def message_id(job_id: int) -> str:
     """The same for every run of the job, unique among the service's mails."""
     domain = settings.MAIL_FROM.rpartition("@")[2]
-    return f"<job-{job_id}.{settings.PROJECT_NAME.replace(' ', '-').lower()}@{domain}>"
+    service = re.sub(r"[^a-z0-9]+", "-", settings.PROJECT_NAME.lower()).strip("-")
+    return f"<job-{job_id}.{service}@{domain}>"
 
 
 class EmailNotSentError(Exception):
