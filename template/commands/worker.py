@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 
 import asyncpg  # type: ignore[import-untyped]  # ships no types
 from prometheus_client import start_http_server
-from sqlalchemy import make_url
 
 import app.db.base  # noqa: F401 (every model: relationships resolve other models by name)
 from app.core.config import Settings, settings
@@ -25,7 +24,7 @@ from app.core.logging import configure_logging
 from app.db.session import Database, database_for_command, database_url
 from app.jobs.registry import JOBS
 from app.jobs.settings import load_job_settings
-from app.jobs.worker import Scheduled, build_worker
+from app.jobs.worker import Scheduled, build_worker, connect
 from commands.prune_logins import prune
 
 logger = logging.getLogger("commands.worker")
@@ -43,11 +42,7 @@ SCHEDULES = {"prune_logins": Scheduled("17 3 * * *", prune_logins)}
 @asynccontextmanager
 async def queue_connection(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the worker's own, to the database of DATABASE_URL."""
-    url = make_url(database_url(settings)).set(drivername="postgresql")
-    connection = await asyncpg.connect(
-        url.render_as_string(hide_password=False),
-        server_settings={"application_name": f"{settings.PROJECT_NAME} worker"},
-    )
+    connection = await connect(database_url(settings), f"{settings.PROJECT_NAME} worker")
     try:
         yield connection
     finally:

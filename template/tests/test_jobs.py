@@ -19,7 +19,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pgqueuer import Queries
 from pgqueuer.types import QueueExecutionMode
 from prometheus_client import REGISTRY
-from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core import email
@@ -28,7 +27,7 @@ from app.jobs import emails, executor
 from app.jobs.executor import retry_delay
 from app.jobs.queue import JobArgumentsError, JobRun, enqueue
 from app.jobs.settings import JobSettings, load_job_settings
-from app.jobs.worker import build_worker
+from app.jobs.worker import build_worker, connect
 from commands import jobs as jobs_command
 from tests.database import TEST_DATABASE_URL
 from tests.factories import DEFAULT_PASSWORD, create_user
@@ -122,8 +121,7 @@ def test_retry_delays_grow_with_jitter_up_to_the_maximum() -> None:
 @pytest.fixture
 async def queue_connection(app_database: Database) -> AsyncIterator[asyncpg.Connection]:
     """A worker's connection to the test database, whose jobs commit for real; emptied after."""
-    url = make_url(str(TEST_DATABASE_URL)).set(drivername="postgresql")
-    connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+    connection = await connect(TEST_DATABASE_URL.render_as_string(hide_password=False), "tests")
     yield connection
     await connection.execute("TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_statistics")
     await connection.close()

@@ -21,6 +21,7 @@ from typing import cast
 import asyncpg  # type: ignore[import-untyped]  # ships no types
 from pgqueuer import PgQueuer
 from pgqueuer.models import Job, Schedule, TracebackRecord
+from sqlalchemy import make_url
 
 from app.core.logging import request_id
 from app.db.session import Database
@@ -123,6 +124,19 @@ class Worker:
             )
             await self.queue.qm.queries.log_jobs([(job, "failed", error)])
         return len(jobs)
+
+
+async def connect(url: str, application_name: str) -> asyncpg.Connection:
+    """An asyncpg connection of its own to the database at `url` (a DATABASE_URL), read
+    as the app's engine reads it: a socket folder in its `host` query parameter included
+    (the local PostgreSQL's), which asyncpg's own URL parsing would pass over.
+    """
+    parsed = make_url(url)
+    arguments: dict[str, object] = parsed.translate_connect_args(username="user")
+    arguments.update(parsed.query)
+    return await asyncpg.connect(
+        **arguments, server_settings={"application_name": application_name}
+    )
 
 
 def build_worker(
