@@ -14,9 +14,11 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import asyncpg  # type: ignore[import-untyped]  # ships no types
 from prometheus_client import start_http_server
+from sqlalchemy import text
 
 import app.db.base  # noqa: F401 (every model: relationships resolve other models by name)
 from app.core.config import Settings, settings
@@ -35,8 +37,33 @@ async def prune_logins(database: Database) -> None:
     logger.info("Deleted %d expired or ended login rows", deleted)
 
 
+# How long the queue keeps the history of finished jobs (PgQueuer's log and statistics).
+JOB_HISTORY = timedelta(days=30)
+# Jobs still in the queue (failed ones, waiting for `commands.jobs retry`) keep theirs.
+PRUNE_JOB_HISTORY = (
+    text(
+        "DELETE FROM pgqueuer_log WHERE created < now() - CAST(:age AS interval)"
+        " AND job_id NOT IN (SELECT id FROM pgqueuer)"
+    ),
+    text("DELETE FROM pgqueuer_statistics WHERE created < now() - CAST(:age AS interval)"),
+)
+
+
+async def prune_job_history(database: Database) -> None:
+    """PgQueuer keeps a log row per job run and never deletes one: without this, the log
+    grows by every job for ever.
+    """
+    async with database.sessions() as session:
+        for statement in PRUNE_JOB_HISTORY:
+            await session.execute(statement, {"age": JOB_HISTORY})
+        await session.commit()
+
+
 # What the worker runs on a schedule, by name (the name is what PostgreSQL stores).
-SCHEDULES = {"prune_logins": Scheduled("17 3 * * *", prune_logins)}
+SCHEDULES = {
+    "prune_logins": Scheduled("17 3 * * *", prune_logins),
+    "prune_job_history": Scheduled("47 3 * * *", prune_job_history),
+}
 
 
 @asynccontextmanager

@@ -29,6 +29,7 @@ from app.jobs.queue import JobArgumentsError, JobRun, enqueue
 from app.jobs.settings import JobSettings, load_job_settings
 from app.jobs.worker import build_worker, connect
 from commands import jobs as jobs_command
+from commands import worker as worker_command
 from tests.database import TEST_DATABASE_URL
 from tests.factories import DEFAULT_PASSWORD, create_user
 from tests.jobs import queued_jobs, run_queued_jobs
@@ -233,3 +234,24 @@ def test_a_bad_job_setting_stops_the_worker_with_one_line_naming_it(
 
     assert "JOBS_MAX_ATTEMPTS: Input should be greater than or equal to 1" in str(stopped.value)
     assert "Traceback" not in str(stopped.value)
+
+
+async def test_the_job_history_is_pruned_but_for_failed_jobs(
+    queue_connection: asyncpg.Connection, app_database: Database
+) -> None:
+    queries = Queries.from_asyncpg_connection(queue_connection)
+    [failed] = await queries.enqueue("kept", None)
+    await queue_connection.execute("UPDATE pgqueuer SET status = 'failed'")
+    log = (
+        "INSERT INTO pgqueuer_log (job_id, status, priority, entrypoint, created)"
+        " VALUES ($1, $2, 0, $3, now() - $4::interval)"
+    )
+    old, recent = timedelta(days=31), timedelta(days=1)
+    await queue_connection.execute(log, 1_000_000, "successful", "done", old)
+    await queue_connection.execute(log, 1_000_001, "successful", "done", recent)
+    await queue_connection.execute(log, failed, "failed", "kept", old)
+
+    await worker_command.prune_job_history(app_database)
+
+    left = await queue_connection.fetch("SELECT job_id FROM pgqueuer_log")
+    assert {row["job_id"] for row in left} == {failed, 1_000_001}
