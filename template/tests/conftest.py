@@ -204,7 +204,10 @@ async def superuser_client(app_under_test: FastAPI, superuser: User) -> AsyncIte
 
 
 @pytest.fixture(autouse=True)
-def outbox(monkeypatch: pytest.MonkeyPatch) -> Outbox:
-    outbox = Outbox()
+def outbox(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Outbox:
+    """Mail goes here. Its jobs run in the test's transaction, taken when first read:
+    tests that send no mail open no connection for it.
+    """
+    outbox = Outbox(lambda: request.getfixturevalue("connection"))
     monkeypatch.setattr(email, "send_email", outbox.deliver)
     return outbox

@@ -16,6 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from app.core.config import settings
 from app.db.base import Base
+from app.jobs.schema import QUEUE_TABLES
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -66,10 +67,11 @@ async def prepare_database(url: URL = TEST_DATABASE_URL) -> bool:
 
 
 async def empty_tables(connection: AsyncConnection) -> None:
-    """Delete every row the models' tables hold, in one statement."""
+    """Delete every row the models' tables and the job queue hold, in one statement."""
+    quote = connection.dialect.identifier_preparer
     names = ", ".join(
-        connection.dialect.identifier_preparer.format_table(table)
-        for table in Base.metadata.sorted_tables
+        [quote.format_table(table) for table in Base.metadata.sorted_tables]
+        + [quote.quote(name) for name in sorted(QUEUE_TABLES)]
     )
     await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 

@@ -1,21 +1,25 @@
 """A stand-in for the mail server: it keeps what the app sends (nothing leaves the machine)."""
 
 import re
+from collections.abc import Callable
 from email.message import EmailMessage
 
-from app.core import email
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.jobs import run_queued_jobs
 
 
 class Outbox:
-    def __init__(self) -> None:
+    def __init__(self, connection: Callable[[], AsyncConnection]) -> None:
+        self._connection = connection
         self._messages: list[EmailMessage] = []
 
     async def deliver(self, message: EmailMessage) -> None:
         self._messages.append(message)
 
     async def messages(self) -> list[EmailMessage]:
-        """Everything sent so far, once the background sends have finished."""
-        await email.wait_for_background_sends()
+        """Everything sent so far, once the e-mail jobs queued in the test's transaction ran."""
+        await run_queued_jobs(self._connection())
         return self._messages
 
 

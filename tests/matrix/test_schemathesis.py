@@ -173,7 +173,9 @@ def background(command: list[str], cwd: Path, env: dict[str, str], log: Path) ->
 
 @contextlib.contextmanager
 def serve(project: Project, database_url: str, folder: Path) -> Iterator[Service]:
-    """The render under uvicorn on a free loopback port, its mail caught in a log."""
+    """The render under uvicorn on a free loopback port, with a worker that sends its mail,
+    caught in a log.
+    """
     mail_port = free_port()
     env = {
         # Plain http, so the auth cookie must not be Secure: development.
@@ -194,14 +196,17 @@ def serve(project: Project, database_url: str, folder: Path) -> Iterator[Service
         env["HTTPS_PROXY"] = env["HTTP_PROXY"] = f"http://127.0.0.1:{free_port()}"
         env["NO_PROXY"] = "127.0.0.1,localhost"
     with contextlib.ExitStack() as stack:
-        mail = [folder / "uvicorn.log"]
+        # The worker sends the mail (the console backend logs it there).
+        mail = [folder / "worker.log"]
+        worker = ["uv", "run", "--locked", "python", "-m", "commands.worker"]
+        stack.enter_context(background(worker, project.path, project_env(**env), mail[0]))
         if project.answers["email_backend"] == "smtp":
             mail.append(folder / "smtp.log")
             smtp = ["uv", "run", "--locked", "python", "-m", "aiosmtpd", "-n"]
             smtp += ["-c", "aiosmtpd.handlers.Debugging", "-l", f"127.0.0.1:{mail_port}"]
             smtp_env = project_env(**env, PYTHONUNBUFFERED="1")  # each mail in the log at once
             stack.enter_context(background(smtp, project.path, smtp_env, mail[-1]))
-        served = stack.enter_context(serve_uvicorn(project, env, mail[0]))
+        served = stack.enter_context(serve_uvicorn(project, env, folder / "uvicorn.log"))
         schema = httpx.get(f"{served.base_url}/openapi.json").json()
         yield Service(served.base_url, database_url, schema, folder, mail)
 

@@ -65,7 +65,9 @@ def applied_files(project: Project) -> list[Path]:
 
 
 def manifests(project: Project) -> dict[str, dict[str, Any]]:
-    """Every applied resource, by kind; NetworkPolicies, one per component, by `kind/component`."""
+    """Every applied resource, by kind; Deployments and NetworkPolicies, one per component,
+    by `kind/component`.
+    """
     resources = [
         document
         for path in applied_files(project)
@@ -73,8 +75,8 @@ def manifests(project: Project) -> dict[str, dict[str, Any]]:
     ]
     by_kind = {
         (
-            f"NetworkPolicy/{resource['metadata']['labels']['app.kubernetes.io/component']}"
-            if resource["kind"] == "NetworkPolicy"
+            f"{resource['kind']}/{resource['metadata']['labels']['app.kubernetes.io/component']}"
+            if resource["kind"] in {"Deployment", "NetworkPolicy"}
             else resource["kind"]
         ): resource
         for resource in resources
@@ -128,7 +130,8 @@ def test_the_kustomization_applies_every_manifest_with_one_image(project: Projec
     assert (folder / POD_MONITOR).is_file()
     (image,) = kustomization["images"]
     containers = [
-        *resources["Deployment"]["spec"]["template"]["spec"]["containers"],
+        *resources["Deployment/api"]["spec"]["template"]["spec"]["containers"],
+        *resources["Deployment/worker"]["spec"]["template"]["spec"]["containers"],
         *resources["Job"]["spec"]["template"]["spec"]["containers"],
     ]
     assert {container["image"].rsplit(":", 1)[0] for container in containers} == {image["name"]}
@@ -136,7 +139,8 @@ def test_the_kustomization_applies_every_manifest_with_one_image(project: Projec
 
 def pod_specs(project: Project) -> list[dict[str, Any]]:
     resources = manifests(project)
-    return [resources[kind]["spec"]["template"]["spec"] for kind in ("Deployment", "Job")]
+    kinds = ("Deployment/api", "Deployment/worker", "Job")
+    return [resources[kind]["spec"]["template"]["spec"] for kind in kinds]
 
 
 def test_pods_run_as_the_image_user_unprivileged_on_a_read_only_root(project: Project) -> None:
@@ -168,7 +172,7 @@ def test_pods_use_their_own_service_account_without_its_token(project: Project) 
 
 
 def test_the_api_writes_only_to_a_bounded_tmp_within_its_disk_limit(project: Project) -> None:
-    pod = manifests(project)["Deployment"]["spec"]["template"]["spec"]
+    pod = manifests(project)["Deployment/api"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     (volume,) = pod["volumes"]
 
@@ -188,7 +192,7 @@ def test_the_deployment_serves_the_image_port_and_probes_the_app_health_routes(
     project: Project,
 ) -> None:
     image = parse((project.path / "Dockerfile").read_text())
-    deployment = manifests(project)["Deployment"]
+    deployment = manifests(project)["Deployment/api"]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     served = set(json.loads((project.path / "openapi.json").read_text())["paths"])
@@ -206,13 +210,38 @@ def test_the_deployment_serves_the_image_port_and_probes_the_app_health_routes(
     assert "replicas" not in deployment["spec"]  # the autoscaler's
 
 
+def test_the_worker_runs_the_image_with_its_command_probed_by_its_liveness_file(
+    project: Project,
+) -> None:
+    resources = manifests(project)
+    worker = resources["Deployment/worker"]
+    pod = worker["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (api,) = resources["Deployment/api"]["spec"]["template"]["spec"]["containers"]
+    env = {variable["name"]: variable["value"] for variable in container["env"]}
+    probe = " ".join(container["livenessProbe"]["exec"]["command"])
+
+    assert container["image"] == api["image"]
+    assert container["command"] == ["python", "-m", "commands.worker"]
+    assert container["envFrom"] == api["envFrom"]  # the same settings as the API
+    assert "ports" not in container
+    # The probe reads the file the worker touches, on the pod's writable /tmp.
+    assert env["JOBS_LIVENESS_FILE"] in probe
+    assert env["JOBS_LIVENESS_FILE"].startswith(container["volumeMounts"][0]["mountPath"])
+    assert worker["spec"]["replicas"] >= 2
+    # Time for running jobs to finish after SIGTERM.
+    assert pod["terminationGracePeriodSeconds"] >= 30
+    # prune_logins runs in the worker: no CronJob.
+    assert "CronJob" not in resources
+
+
 def test_the_shutdown_delay_happens_once_and_the_drain_fits_the_grace_period(
     project: Project,
 ) -> None:
     """Kubernetes counts preStop inside the grace period; the app's delay would come after it."""
     resources = manifests(project)
     config = resources["ConfigMap"]["data"]
-    pod = resources["Deployment"]["spec"]["template"]["spec"]
+    pod = resources["Deployment/api"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     app_grace = float(config["SHUTDOWN_GRACE_SECONDS"])
@@ -226,7 +255,7 @@ def test_the_job_migrates_and_the_service_autoscaler_and_budget_target_the_api(
     project: Project,
 ) -> None:
     resources = manifests(project)
-    deployment = resources["Deployment"]
+    deployment = resources["Deployment/api"]
     api = deployment["spec"]["selector"]["matchLabels"]
     job = resources["Job"]["spec"]
     (migrate,) = job["template"]["spec"]["containers"]
@@ -289,20 +318,23 @@ def test_network_policies_let_in_the_ingress_and_prometheus_and_out_what_the_set
     readme = kubernetes_section(project)
     (database_url,) = re.findall(r"--from-literal=DATABASE_URL='([^']+)'", readme)
     database = {"protocol": "TCP", "port": port_of(database_url)}
-    deployment = resources["Deployment"]["metadata"]["name"]
-    pods = {kind: resources[kind]["spec"]["template"] for kind in ("Deployment", "Job")}
-    (container,) = pods["Deployment"]["spec"]["containers"]
+    deployment = resources["Deployment/api"]["metadata"]["name"]
+    kinds = ("Deployment/api", "Deployment/worker", "Job")
+    pods = {kind: resources[kind]["spec"]["template"] for kind in kinds}
+    (container,) = pods["Deployment/api"]["spec"]["containers"]
     (http,) = container["ports"]
     api = resources["NetworkPolicy/api"]["spec"]
     migrate = resources["NetworkPolicy/migrate"]["spec"]
+    worker = resources["NetworkPolicy/worker"]["spec"]
 
     # The API's keeps the name of the single policy of earlier releases, which let anyone
     # in: applying a new release must replace that one, not add to it.
     assert resources["NetworkPolicy/api"]["metadata"]["name"] == deployment
     # Each selects its pods, and stops all traffic it does not allow, both ways.
-    assert api["podSelector"]["matchLabels"] == pods["Deployment"]["metadata"]["labels"]
+    assert api["podSelector"]["matchLabels"] == pods["Deployment/api"]["metadata"]["labels"]
     assert migrate["podSelector"]["matchLabels"] == pods["Job"]["metadata"]["labels"]
-    for policy in (api, migrate):
+    assert worker["podSelector"]["matchLabels"] == pods["Deployment/worker"]["metadata"]["labels"]
+    for policy in (api, migrate, worker):
         assert policy["policyTypes"] == ["Ingress", "Egress"]
         dns, *others = policy["egress"]
         assert dns == {"to": [namespace("kube-system")], "ports": DNS}
@@ -316,20 +348,23 @@ def test_network_policies_let_in_the_ingress_and_prometheus_and_out_what_the_set
     }
     assert all(f"`{name}`" in readme for name in INGRESS_NAMESPACES)
     assert "ingress" not in migrate
+    assert "ingress" not in worker
 
-    # Out: PostgreSQL, Redis, SMTP when it sends mail, the exporters; the Job PostgreSQL only.
-    expected = [
-        database,
-        {"protocol": "TCP", "port": port_of(config["LOGIN_LIMIT_STORAGE_URI"])},
-        *(
-            [{"protocol": "TCP", "port": int(config["MAIL_PORT"])}]
-            if project.answers["email_backend"] == "smtp"
-            else []
-        ),
-        {"protocol": "TCP", "port": OTLP_HTTP_PORT},
-        {"protocol": "TCP", "port": HTTPS_PORT},
+    # Out: the API to PostgreSQL, Redis and the exporters; the worker to PostgreSQL, SMTP
+    # when it sends mail (the API only enqueues), the exporters; the Job PostgreSQL only.
+    exporters = [{"protocol": "TCP", "port": port} for port in (OTLP_HTTP_PORT, HTTPS_PORT)]
+    redis = {"protocol": "TCP", "port": port_of(config["LOGIN_LIMIT_STORAGE_URI"])}
+    smtp = (
+        [{"protocol": "TCP", "port": int(config["MAIL_PORT"])}]
+        if project.answers["email_backend"] == "smtp"
+        else []
+    )
+    assert [rule["ports"] for rule in api["egress"][1:]] == [
+        [port] for port in [database, redis, *exporters]
     ]
-    assert [rule["ports"] for rule in api["egress"][1:]] == [[port] for port in expected]
+    assert [rule["ports"] for rule in worker["egress"][1:]] == [
+        [port] for port in [database, *smtp, *exporters]
+    ]
     assert [rule["ports"] for rule in migrate["egress"][1:]] == [[database]]
 
 
@@ -347,7 +382,7 @@ def test_prometheus_finds_the_api_pods_by_annotation_or_through_the_pod_monitor(
     project: Project,
 ) -> None:
     """The monitor field by field, for want of its CRD's schema (see the module's docstring)."""
-    deployment = manifests(project)["Deployment"]
+    deployment = manifests(project)["Deployment/api"]
     template = deployment["spec"]["template"]
     (container,) = template["spec"]["containers"]
     (http,) = container["ports"]

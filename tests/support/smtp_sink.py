@@ -22,7 +22,8 @@ class Sink:
 
 
 @contextmanager
-def smtp_sink() -> Iterator[Sink]:
+def smtp_sink(port: int = 0) -> Iterator[Sink]:
+    """A sink on `port` (a mail server that comes back where it was), or on a free one."""
     sink = Sink()
 
     class Session(socketserver.StreamRequestHandler):
@@ -51,7 +52,8 @@ def smtp_sink() -> Iterator[Sink]:
                 else:  # MAIL FROM, RCPT TO, RSET, NOOP
                     self.reply("250 ok")
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Session)
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Session)
     server.daemon_threads = True
     sink.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)

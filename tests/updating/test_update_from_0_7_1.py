@@ -118,11 +118,15 @@ def test_a_0_7_1_project_takes_the_update_keeps_its_data_and_its_users_logged_in
     assert "openapi.json: not written again" in output
     # The team's own files are untouched.
     assert (path / INVOICES_ROUTER_NAME).read_text() == INVOICES_ROUTER
-    # The template's new migrations, if any, follow the team's own.
+    # The template's new migrations, if any, follow the team's own: the job queue's (0003)
+    # revises the team's head, the ledger, instead of the template's 0002.
+    revises: dict[str, tuple[str, ...]] = {}
     for migration in sorted((path / VERSIONS).glob("*.py")):
         parsed = parse_revision(migration.read_text())
         assert parsed is not None
         assert parsed[1] != ("0002",) or parsed[0] == LEDGER_REVISION, migration.name
+        revises[parsed[0]] = parsed[1]
+    assert revises["0003"] == (LEDGER_REVISION,)
 
     # Settled as CHANGELOG says.
     for name in CONFLICTED:
@@ -148,6 +152,9 @@ def test_a_0_7_1_project_takes_the_update_keeps_its_data_and_its_users_logged_in
     with psycopg.connect(url, autocommit=True) as connection:
         after = {table: connection.execute(query).fetchall() for table, query in rows.items()}
     assert after == before
+    with psycopg.connect(url, autocommit=True) as connection:
+        queue = connection.execute("SELECT to_regclass('pgqueuer')::text").fetchone()
+    assert queue == ("pgqueuer",)
 
     # Still logged in: the access token and the refresh token of 0.7.1 work.
     with serve(project, settings, scratch / "after.log") as service:
