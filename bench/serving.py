@@ -145,6 +145,18 @@ class Serving:
                     content_type="application/json",
                 ),
             ),
+            # A registered address: the reset e-mail's job is enqueued in the request's
+            # transaction (no worker runs: the jobs wait, as a queue's rows do).
+            Scenario(
+                "POST /api/auth/forgot-password",
+                Request(
+                    "POST",
+                    "/api/auth/forgot-password",
+                    body=json.dumps({"email": EMAILS[0]}),
+                    content_type="application/json",
+                ),
+                authenticated=False,
+            ),
         ]
 
     def prepare(self) -> None:
