@@ -422,7 +422,8 @@ CATALOGUE: tuple[Mutation, ...] = (
         "docs served in production",
         DOCS,
         CONFIG,
-        "            return self.API_DOCS_ENABLED\n        return self.ENVIRONMENT != \"production\"",
+        "            return self.API_DOCS_ENABLED\n"
+        '        return self.ENVIRONMENT != "production"',
         "            return self.API_DOCS_ENABLED\n        return True",
         ("tests/test_docs.py",),
     ),
