@@ -118,7 +118,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         SETTINGS_REFUSED,
         CONFIG,
         "        if not self.MAIL_SERVER:\n",
-        "        if self.MAIL_SERVER == \"\":\n",
+        '        if self.MAIL_SERVER == "":\n',
         ("tests/test_config.py",),
     ),
     # Passwords
@@ -422,8 +422,7 @@ CATALOGUE: tuple[Mutation, ...] = (
         "docs served in production",
         DOCS,
         CONFIG,
-        "            return self.API_DOCS_ENABLED\n"
-        '        return self.ENVIRONMENT != "production"',
+        '            return self.API_DOCS_ENABLED\n        return self.ENVIRONMENT != "production"',
         "            return self.API_DOCS_ENABLED\n        return True",
         ("tests/test_docs.py",),
     ),
