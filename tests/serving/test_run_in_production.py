@@ -87,5 +87,5 @@ def test_the_readme_section_serves_json_logs_and_is_ready(
     entries = [json.loads(line) for line in served]
     assert {entry["message"] for entry in entries} >= {
         "Application startup complete.",
-        "E-mails sent and database connections closed",
+        "Database connections closed",
     }

@@ -50,14 +50,14 @@ class AuditEvent(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
 '''
 
-# Revised on the template's last migration (0002, sessions).
-AUDIT_REVISION = "0003"
-AUDIT_MIGRATION_NAME = "2026_12_06_0000-0003_audit_events.py"
+# Revised on the template's last migration (0003, jobs).
+AUDIT_REVISION = "0004"
+AUDIT_MIGRATION_NAME = "2026_12_07_0000-0004_audit_events.py"
 AUDIT_MIGRATION = '''"""Audit events.
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-06 00:00:00+00:00
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-07 00:00:00+00:00
 """
 
 from collections.abc import Sequence
@@ -65,8 +65,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
