@@ -180,6 +180,7 @@ async def test_a_refused_row_is_reported_and_logged_without_the_data_it_held(
         assert all(data not in line for line in logged)
 
 
+@pytest.mark.usefixtures("engine")  # the test database exists, whatever ran before
 async def test_the_apps_engine_keeps_a_statements_values_out_of_its_errors() -> None:
     """A second guard, for code that formats an exception without app/core/redaction.py."""
     engine = create_engine(TEST_DATABASE_URL.render_as_string(hide_password=False), settings)
