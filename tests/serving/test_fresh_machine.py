@@ -27,6 +27,7 @@ from tests.support.matrix import answers_for
 from tests.support.ports import free_port
 from tests.support.project import Project, outside_pytest_tmp, project_env, snapshot_template
 from tests.support.readme import copy_and_start
+from tests.support.service import in_process_group
 
 # What a fresh machine does not have: the service and its suite find their own database.
 DATABASE_SETTINGS = ("DATABASE_URL", "TEST_DATABASE_URL")
@@ -70,21 +71,9 @@ def stop_local_postgres(project: Project) -> None:
 @contextlib.contextmanager
 def start_script(project: Project, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`./start.sh` in a process group of its own, killed with all of it on the way out."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            ["./start.sh"],
-            cwd=project.path,
-            env=project_env(unset=DATABASE_SETTINGS, HOST="127.0.0.1", PORT=str(port)),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    env = project_env(unset=DATABASE_SETTINGS, HOST="127.0.0.1", PORT=str(port))
+    with in_process_group(["./start.sh"], project.path, env, log) as process:
         yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def call(

@@ -24,7 +24,7 @@ from tests.support.clients import PASSWORD, client
 from tests.support.databases import Databases
 from tests.support.ports import free_port
 from tests.support.project import Project, project_env
-from tests.support.service import migrated_database, new_secret_keys, serve
+from tests.support.service import in_process_group, migrated_database, new_secret_keys, serve
 from tests.support.smtp_sink import Sink, smtp_sink
 
 pytestmark = pytest.mark.database
@@ -66,21 +66,9 @@ def environment(database: Databases, mail_port: int, **extra: str) -> dict[str, 
 @contextlib.contextmanager
 def worker(project: Project, env: Mapping[str, str], log: Path) -> Iterator[Process]:
     """`python -m commands.worker` in a process group of its own; killed if left running."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(project.path / ".venv" / "bin" / "python"), "-m", "commands.worker"],
-            cwd=project.path,
-            env=project_env(**env),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    command = [str(project.path / ".venv" / "bin" / "python"), "-m", "commands.worker"]
+    with in_process_group(command, project.path, project_env(**env), log) as process:
         yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def stop(process: Process) -> int:

@@ -98,6 +98,29 @@ def serve(
         stop_process_group(process)
 
 
+@contextlib.contextmanager
+def in_process_group(
+    command: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path
+) -> Iterator["subprocess.Popen[bytes]"]:
+    """`command` in a process group of its own, its output in `log`; the whole group
+    killed on the way out, so that nothing it started outlives the test."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def stop_process_group(process: "subprocess.Popen[bytes]") -> None:
     """SIGTERM, as a deployment stops a server; its whole group killed if it lingers."""
     with contextlib.suppress(ProcessLookupError):
